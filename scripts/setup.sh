@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create .venv with everything the repository needs, on a machine that may have nothing but
+# Python 3.11. Idempotent: a second run only checks. Used by the README's two commands and CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import sparse_guidance, torch, torchvision, fvcore, pytest" 2>/dev/null; then
+  .venv/bin/pip install -q --upgrade pip
+  # torch and torchvision as a matching pair first (on these machines they come from local disk;
+  # a plain 'torch' would pull a multi-GB CUDA build from the index, see README).
+  .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.14.1}" "torchvision==${TORCHVISION_VERSION:-0.29.1}"
+  .venv/bin/pip install -q -e ".[dev]"
+fi
+.venv/bin/python -c "import torch, sparse_guidance; print('sparse_guidance', sparse_guidance.__version__, 'torch', torch.__version__)"

@@ -1,0 +1,94 @@
+"""Checkpoints: atomic saving, and strict loading with errors that name what does not match.
+
+Official DiT/SiT checkpoints (``DiT-XL-2-256x256.pt``, ``SiT-XL-2-256x256.pt``) are plain state
+dicts in the layout models/sit.py follows; they were trained with learn_sigma=True (8 output
+channels), so build the model with ``learn_sigma=True`` to load them:
+
+    model = build_model("SiT-XL/2", learn_sigma=True)
+    load_weights(model, "SiT-XL-2-256x256.pt")
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError
+
+STATE_KEYS = ("ema", "model", "state_dict")
+
+
+def save_atomic(obj, path):
+    """torch.save to a temporary file in the same folder, then rename: a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_checkpoint(path) -> dict:
+    """Load a checkpoint file on the CPU; a missing or unreadable file raises ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {str(path)!r} does not exist; check the path, or train/download it first.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle garbage, ...
+        raise ConfigError(f"checkpoint {str(path)!r} is corrupt or not a torch checkpoint ({type(e).__name__}: {e}); "
+                          "delete it and re-create or re-download it.") from e
+
+
+def extract_state_dict(obj, key: str | None = None) -> dict:
+    """The weights inside a checkpoint: obj[key], else the first of ema/model/state_dict, else obj."""
+    if not isinstance(obj, dict):
+        raise ConfigError(f"checkpoint holds a {type(obj).__name__}, not a state dict.")
+    if key is not None:
+        if key not in obj:
+            raise ConfigError(f"checkpoint has no entry {key!r}; it has {sorted(obj)[:10]}.")
+        return obj[key]
+    for k in STATE_KEYS:
+        if k in obj and isinstance(obj[k], dict):
+            return obj[k]
+    return obj
+
+
+def check_state_dict(model: torch.nn.Module, sd: dict):
+    """Raise ConfigError naming missing, unexpected and mis-shaped keys (at most 8 of each)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
+            parts.append(f"{label}: {', '.join(items[:8])}{more}")
+    hint = ""
+    if any(k.startswith("final_layer.linear") for k in (s.split(":")[0] for s in shapes)):
+        hint = " Official DiT/SiT checkpoints have 8 output channels: build the model with learn_sigma=True."
+    elif any(k.startswith("decoder") or k == "mask_token" for k in missing + unexpected):
+        hint = " The checkpoint and the model differ in sparsity (masking decoder present in only one)."
+    raise ConfigError(f"checkpoint does not fit {type(model).__name__}: " + "; ".join(parts) + "." + hint)
+
+
+def load_weights(model: torch.nn.Module, source, key: str | None = None) -> torch.nn.Module:
+    """Load weights from a path, a checkpoint dict or a state dict, strictly; returns the model."""
+    obj = read_checkpoint(source) if isinstance(source, (str, os.PathLike)) else source
+    sd = extract_state_dict(obj, key)
+    check_state_dict(model, sd)
+    model.load_state_dict(sd)
+    return model

@@ -1,0 +1,46 @@
+"""Model registry: DiT/SiT sizes × patch sizes, each buildable dense, routed or masked.
+
+    build_model("SiT-XL/2", sparsity="routing", routes=["2:24"], train_gamma=0.5)
+    build_model("SiT-XL/2", sparsity="masking")          # MaskDiT decoder of Table A2
+"""
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .conditioning import LabelEmbedder
+from .masking import MaskedSiT
+from .sit import Route, SiT
+from .sparsity import check_gamma, keep_to_mask, num_kept, select_tokens
+
+# depth, width, heads (DiT Table 1), plus a tiny size for the embedded CPU default.
+SIZES = {
+    "XL": dict(depth=28, hidden_size=1152, num_heads=16),
+    "L": dict(depth=24, hidden_size=1024, num_heads=16),
+    "B": dict(depth=12, hidden_size=768, num_heads=12),
+    "S": dict(depth=12, hidden_size=384, num_heads=6),
+    "T": dict(depth=8, hidden_size=192, num_heads=3),  # embedded default (Fashion-MNIST, CPU)
+}
+PATCHES = (2, 4, 8)
+MODELS = {f"{family}-{size}/{p}": dict(patch_size=p, **dims)
+          for family in ("SiT", "DiT") for size, dims in SIZES.items() for p in PATCHES}
+SPARSITY = ("none", "routing", "masking")
+
+
+def build_model(name: str, sparsity: str = "none", **kwargs) -> SiT:
+    """Build a registered model. kwargs go to SiT/MaskedSiT (input_size, in_channels, num_classes,
+    learn_sigma, routes, train_gamma, decoder_depth, decoder_width, decoder_heads, mask_ratio)."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(MODELS)}.")
+    if sparsity not in SPARSITY:
+        raise ConfigError(f"unknown sparsity {sparsity!r}; choose one of {SPARSITY}.")
+    args = {**MODELS[name], **kwargs}
+    if sparsity == "masking":
+        return MaskedSiT(**args)
+    if sparsity == "none" and args.get("routes"):
+        raise ConfigError("sparsity='none' takes no routes; use sparsity='routing'.")
+    if sparsity == "routing" and not args.get("routes"):
+        raise ConfigError("sparsity='routing' needs at least one route, e.g. routes=['2:24'].")
+    return SiT(**args)
+
+
+__all__ = ["MODELS", "SIZES", "SPARSITY", "build_model", "SiT", "MaskedSiT", "Route", "LabelEmbedder",
+           "select_tokens", "num_kept", "keep_to_mask", "check_gamma"]
