@@ -87,7 +87,7 @@ def gamma_at(spec, step: int, num_steps: int) -> float:
     s = step / (num_steps - 1) if num_steps > 1 else 0.0
     a, b = float(spec["start"]), float(spec["end"])
     w = s if kind == "linear" else (1 - math.cos(math.pi * s)) / 2
-    return a + (b - a) * w
+    return a * (1 - w) + b * w  # exact at both ends
 
 
 def gamma_values(spec, num_steps: int) -> list[float]:
@@ -114,6 +114,7 @@ class Recipe:
     omega: float
     strong: Branch
     weak: Branch | None
+    note: str = ""  # free text kept with the recipe (e.g. where its setting comes from)
 
     @property
     def branches(self) -> list[Branch]:
@@ -145,7 +146,8 @@ class Recipe:
     def to_dict(self) -> dict:
         def b(x):
             return None if x is None else {"model": x.model, "cond": x.cond, "gamma": copy.deepcopy(x.gamma)}
-        return {"name": self.name, "omega": self.omega, "strong": b(self.strong), "weak": b(self.weak)}
+        d = {"name": self.name, "omega": self.omega, "strong": b(self.strong), "weak": b(self.weak)}
+        return {**d, "note": self.note} if self.note else d
 
 
 def _branch(d, where: str) -> Branch:
@@ -187,7 +189,7 @@ def parse_recipe(d: dict | Recipe, num_steps: int | None = None) -> Recipe:
         if weak is None and omega != 1.0:
             raise ConfigError(f"recipe {name!r} has omega={omega:g} but no weak branch; "
                               "an unguided recipe has omega=1 (or add a weak branch).")
-        r = Recipe(name=name, omega=omega, strong=strong, weak=weak)
+        r = Recipe(name=name, omega=omega, strong=strong, weak=weak, note=str(d.get("note", "")))
     if r.is_plain_sg:
         # Constant γs are checked now; schedules as soon as the number of steps is known.
         consts = [b.gamma for b in r.branches]
