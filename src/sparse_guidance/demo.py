@@ -4,7 +4,7 @@ Trains a tiny routed SiT on the toy dataset (toy.py), then samples every guidanc
 same noise, and writes a sample grid (PNG) and a table (CSV and Markdown) with GFLOPs per step,
 seconds and class accuracy under results/demo/.
 
-    python -m sparse_guidance.demo [--steps 400] [--out results/demo]
+    python -m sparse_guidance.demo [--steps 800] [--out results/demo]
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ RECIPES = {  # name -> recipe spec
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=400, help="training steps")
+    p.add_argument("--steps", type=int, default=800, help="training steps")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--samples", type=int, default=200, help="samples per recipe")
     p.add_argument("--sampling-steps", type=int, default=20)
