@@ -161,7 +161,7 @@ def test_routed_loss_falls_on_toy_problem():
 
 def test_masked_loss_falls_on_toy_problem():
     torch.manual_seed(0)
-    m = build_model("SiT-T/2", sparsity="masking", mask_ratio=0.5, decoder_depth=1, decoder_width=64,
+    m = build_model("SiT-T/2", sparsity="masking", train_gamma=0.5, decoder_depth=1, decoder_width=64,
                     decoder_heads=2, **SMALL)
     losses = train(m, steps=100)
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20

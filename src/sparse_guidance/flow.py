@@ -7,6 +7,7 @@ Sampling integrates dx/dt = v(x_t, t) from t = 0 to t = 1 (sampling.py).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 
@@ -30,30 +31,58 @@ def token_mask_to_pixels(mask, patch_size: int, grid: int):
     return m.repeat_interleave(patch_size, 2).repeat_interleave(patch_size, 3)
 
 
-def _draw(x, y, model, class_dropout, generator):
-    n = x.shape[0]
-    dev = generator.device if generator is not None else x.device
-    t = torch.rand(n, generator=generator, device=dev).to(x.device)
-    z = torch.randn(x.shape, generator=generator, device=dev).to(x.device, x.dtype)
-    y = model.cond_embedder.drop(y, class_dropout, generator)
-    return t, z, y
+@dataclass
+class Draws:
+    """The randomness of one training step for a batch: times t (N,), noise z (N, C, H, W), which
+    labels are dropped to ∅ (N,), and the kept tokens (N, K) or None when γ = 0.
+
+    Drawn for a whole (global) batch and sliced per data-parallel rank, so a sharded step sees
+    exactly the draws of an unsharded one."""
+    t: torch.Tensor
+    z: torch.Tensor
+    drop: torch.Tensor | None
+    keep: torch.Tensor | None
+
+    def slice(self, a: int, b: int) -> "Draws":
+        cut = lambda v: None if v is None else v[a:b]
+        return Draws(self.t[a:b], self.z[a:b], cut(self.drop), cut(self.keep))
+
+
+def draw(model, shape, *, gamma: float, class_dropout: float, generator=None, device="cpu") -> Draws:
+    """Draw t ~ U[0, 1], z ~ N(0, I), the class-dropout mask and γ's token subsets, in that order."""
+    n = shape[0]
+    dev = generator.device if generator is not None else device
+    t = torch.rand(n, generator=generator, device=dev).to(device)
+    z = torch.randn(shape, generator=generator, device=dev).to(device)
+    drop = (torch.rand(n, generator=generator, device=dev) < class_dropout).to(device) if class_dropout > 0 else None
+    keep = select_tokens(n, model.num_tokens, gamma, generator, device) if gamma > 0 else None
+    return Draws(t, z, drop, keep)
+
+
+def _labels(model, y, d: Draws):
+    return y if d.drop is None else torch.where(d.drop, model.cond_embedder.null(y), y)
 
 
 def flow_matching_loss(model, x, y, *, gamma: float | None = None, class_dropout: float = 0.1,
-                       generator: torch.Generator | None = None):
+                       generator: torch.Generator | None = None, draws: Draws | None = None, net=None):
     """Dense or routed training loss: mean ‖v_θ(x_t, t, y; γ) - v*‖² over all tokens.
 
     Routing supervises every token (TREAD needs no auxiliary loss). gamma defaults to the
     model's training rate (0 for a dense model). Labels are dropped to ∅ with prob class_dropout.
+    ``draws`` (from ``draw``) replaces the internal random draws; all routes share its subset.
+    ``net`` runs the forward instead of ``model`` (e.g. its DistributedDataParallel wrapper).
     """
     gamma = model.train_gamma if gamma is None else check_gamma(gamma)
-    t, z, y = _draw(x, y, model, class_dropout, generator)
-    v = model(interpolate(x, z, t), t, y, gamma=gamma, generator=generator)
+    d = draws or draw(model, x.shape, gamma=gamma, class_dropout=class_dropout, generator=generator,
+                      device=x.device)
+    z = d.z.to(x.dtype)
+    v = (net or model)(interpolate(x, z, d.t), d.t, _labels(model, y, d), keep=d.keep)
     return (v - velocity_target(x, z)).pow(2).mean()
 
 
 def masked_flow_matching_loss(model, x, y, *, gamma: float | None = None, mae_weight: float = 0.1,
-                              class_dropout: float = 0.1, generator: torch.Generator | None = None):
+                              class_dropout: float = 0.1, generator: torch.Generator | None = None,
+                              draws: Draws | None = None, net=None):
     """Eq. A4: flow-matching loss on visible tokens + λ (1-t)² MAE term on masked tokens.
 
     Eq. A3 is the MAE reconstruction ‖(D_θ - x) ⊙ M‖² rewritten with D_θ - x = (1-t)(v_θ - v*)
@@ -62,11 +91,14 @@ def masked_flow_matching_loss(model, x, y, *, gamma: float | None = None, mae_we
     Each term is averaged over its own tokens (visible, masked). λ = 0.1 is MaskDiT's weight.
     """
     gamma = model.train_gamma if gamma is None else check_gamma(gamma)
-    t, z, y = _draw(x, y, model, class_dropout, generator)
-    keep = select_tokens(x.shape[0], model.num_tokens, gamma, generator, x.device)
-    v = model(interpolate(x, z, t), t, y, keep=keep)
+    d = draws or draw(model, x.shape, gamma=gamma, class_dropout=class_dropout, generator=generator,
+                      device=x.device)
+    z, t = d.z.to(x.dtype), d.t
+    v = (net or model)(interpolate(x, z, t), t, _labels(model, y, d), keep=d.keep)
     err = (v - velocity_target(x, z)).pow(2)  # (N, C, H, W)
-    masked = token_mask_to_pixels(keep_to_mask(keep, model.num_tokens), model.patch_size, model.grid)
+    if d.keep is None:  # γ = 0: nothing is masked
+        return err.mean()
+    masked = token_mask_to_pixels(keep_to_mask(d.keep, model.num_tokens), model.patch_size, model.grid)
     visible = 1 - masked
     c = x.shape[1]
     loss_visible = (err * visible).sum() / (visible.sum() * c).clamp_min(1)

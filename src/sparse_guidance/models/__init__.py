@@ -27,7 +27,7 @@ SPARSITY = ("none", "routing", "masking")
 
 def build_model(name: str, sparsity: str = "none", **kwargs) -> SiT:
     """Build a registered model. kwargs go to SiT/MaskedSiT (input_size, in_channels, num_classes,
-    learn_sigma, routes, train_gamma, decoder_depth, decoder_width, decoder_heads, mask_ratio)."""
+    learn_sigma, routes, train_gamma, decoder_depth, decoder_width, decoder_heads)."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(MODELS)}.")
     if sparsity not in SPARSITY:

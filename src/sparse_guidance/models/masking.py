@@ -37,10 +37,11 @@ class MaskedSiT(SiT):
 
     sparsity = "masking"
 
-    def __init__(self, *, decoder_depth=8, decoder_width=512, decoder_heads=16, mask_ratio=0.5, **kwargs):
+    def __init__(self, *, decoder_depth=8, decoder_width=512, decoder_heads=16, train_gamma=0.5, **kwargs):
+        """train_gamma: the masking ratio used in training (MaskDiT and Table A2: 0.5)."""
         if kwargs.pop("routes", ()):
             raise ConfigError("a masking model takes no routes; use sparsity='routing' for TREAD routes.")
-        super().__init__(routes=(), train_gamma=mask_ratio, **kwargs)
+        super().__init__(routes=(), train_gamma=train_gamma, **kwargs)
         d = self.hidden_size
         self.decoder_width = decoder_width
         self.decoder_embed = DecoderEmbed(d, decoder_width)

@@ -1,0 +1,109 @@
+"""Training loop: exact resume after a kill, DDP (gloo, 2 processes) equals one process, logs, config errors."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from sparse_guidance import ConfigError
+from sparse_guidance.checkpoint import read_checkpoint
+from sparse_guidance.models import build_model
+from sparse_guidance.toy import make_toy_latents
+from sparse_guidance.train import TrainConfig, checkpoint_path, train
+
+CFG = dict(steps=12, batch_size=8, lr=1e-3, ckpt_every=4, save_steps=[2], log_every=2, ema_decay=0.9)
+
+
+def make_model(sparsity="routing"):
+    torch.manual_seed(0)
+    kw = dict(routes=["1:2"]) if sparsity == "routing" else dict(decoder_depth=1, decoder_width=32, decoder_heads=2)
+    return build_model("SiT-T/2", sparsity=sparsity, train_gamma=0.5, input_size=8, num_classes=10,
+                       depth=3, hidden_size=32, num_heads=2, **kw)
+
+
+def dataset(n=64):
+    x, y = make_toy_latents(n, size=8, generator=torch.Generator().manual_seed(0))
+    return list(zip(x, y))
+
+
+class Killer:
+    """A dataset that dies (as a SIGKILL'd job would) once it has served ``after`` items."""
+
+    def __init__(self, data, after):
+        self.data, self.after, self.served = data, after, 0
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        self.served += 1
+        if self.served > self.after:
+            raise KeyboardInterrupt("killed")
+        return self.data[i]
+
+
+def same(a, b):
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("sparsity", ["routing", "masking"])
+def test_killed_run_resumes_to_the_same_weights(tmp_path, sparsity):
+    ref_model, ref_ema = train(make_model(sparsity), dataset(), CFG, tmp_path / "ref", progress=False)
+    with pytest.raises(KeyboardInterrupt):  # dies during step 7 (after 6 full steps of 8 items)
+        train(make_model(sparsity), Killer(dataset(), after=6 * 8 + 3), CFG, tmp_path / "run", progress=False)
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 4
+    model, ema = train(make_model(sparsity), dataset(), CFG, tmp_path / "run", progress=False)
+    assert same(model, ref_model) and same(ema, ref_ema)
+    assert not same(model, make_model(sparsity))  # it did train
+    steps = [int(r.split(",")[0]) for r in (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]]
+    assert steps == [2, 4, 6, 8, 10, 12]  # rows after the checkpoint were rewritten, not duplicated
+    assert checkpoint_path(tmp_path / "run", 2).exists()
+    assert not [p for p in os.listdir(tmp_path / "run") if p.endswith(".tmp")]
+
+
+def test_finished_run_is_not_retrained(tmp_path):
+    m1, _ = train(make_model(), dataset(), CFG, tmp_path, progress=False)
+    m2, _ = train(make_model(), dataset(), CFG, tmp_path, progress=False)
+    assert same(m1, m2)
+
+
+def test_finetune_starts_from_ema_of_a_checkpoint(tmp_path):
+    _, ema = train(make_model(), dataset(), CFG, tmp_path / "sparse", progress=False)
+    cfg = {**CFG, "steps": 1, "lr": 0.0, "gamma": 0.0}
+    model, _ = train(make_model(), dataset(), cfg, tmp_path / "ft", init_from=tmp_path / "sparse" / "last.pt",
+                     progress=False)
+    assert same(model, ema)  # lr 0: the finetune run holds the EMA weights it started from
+
+
+def _ddp_worker(rank, world, init_file, out_dir, result_file):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        model, ema = train(make_model(), dataset(), CFG, out_dir, progress=False)
+        if rank == 0:
+            torch.save({"model": model.state_dict(), "ema": ema.state_dict()}, result_file)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_equal_one(tmp_path):
+    single, single_ema = train(make_model(), dataset(), CFG, tmp_path / "one", progress=False)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "two"), str(tmp_path / "r.pt")),
+             nprocs=2, join=True)
+    got = torch.load(tmp_path / "r.pt")
+    for k, v in single.state_dict().items():
+        torch.testing.assert_close(got["model"][k], v, rtol=1e-5, atol=1e-6)
+    for k, v in single_ema.state_dict().items():
+        torch.testing.assert_close(got["ema"][k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_training_config():
+    with pytest.raises(ConfigError, match="lerning_rate"):
+        TrainConfig.from_dict({"lerning_rate": 1e-4})
+    with pytest.raises(ConfigError, match="gamma"):
+        TrainConfig.from_dict({"gamma": 1.0})
+    with pytest.raises(ConfigError, match="batch_size"):
+        TrainConfig.from_dict({"batch_size": 0})
