@@ -1,6 +1,7 @@
 """A minutes-long CPU demo of Sparse Guidance on synthetic latents (no download).
 
-Trains a tiny routed SiT on the toy dataset (toy.py), then samples every guidance preset from the
+Trains a tiny routed SiT on the toy dataset (toy.py) with the training loop of train.py
+(resumable: rerun and it continues from results/demo/run/last.pt), then samples every guidance preset from the
 same noise, and writes a sample grid (PNG) and a table (CSV and Markdown) with GFLOPs per step,
 seconds and class accuracy under results/demo/.
 
@@ -14,13 +15,14 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from .checkpoint import load_weights, read_checkpoint
 from .flops import FlopCounter, recipe_gflops
-from .flow import ema_update, make_ema, training_loss
+from .flow import make_ema
 from .models import build_model
 from .sampling import sample
 from .toy import class_accuracy, make_toy_latents
+from .train import TrainConfig, checkpoint_path, train
 
 RECIPES = {  # name -> recipe spec
     "unguided": "unguided",
@@ -51,20 +53,11 @@ def main(argv=None):
     data_x, data_y = make_toy_latents(4096, generator=gen)
     model = build_model("SiT-T/2", sparsity="routing", routes=["1:4"], train_gamma=0.5, input_size=16,
                         num_classes=10, depth=6, hidden_size=128, num_heads=4)
-    ema = make_ema(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
-    aux = None
-    bar = tqdm(range(a.steps), desc="training")
-    for step in bar:
-        idx = torch.randint(0, len(data_x), (a.batch,), generator=gen)
-        loss = training_loss(model, data_x[idx], data_y[idx], generator=gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema_update(ema, model, decay=0.99)
-        if step + 1 == max(1, a.steps // 8):  # an early checkpoint: AutoGuidance's weak model
-            aux = make_ema(ema)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+    early = max(1, a.steps // 8)  # an early snapshot: AutoGuidance's weak model
+    cfg = TrainConfig(steps=a.steps, batch_size=a.batch, lr=1e-3, ema_decay=0.99, save_steps=[early],
+                      ckpt_every=max(1, a.steps // 4), log_every=max(1, a.steps // 20), seed=a.seed)
+    _, ema = train(model, list(zip(data_x, data_y)), cfg, out / "run")
+    aux = load_weights(make_ema(ema), read_checkpoint(checkpoint_path(out / "run", early)), "ema")
 
     counter = FlopCounter(ema)
     noise = torch.randn(a.samples, 4, 16, 16, generator=gen)

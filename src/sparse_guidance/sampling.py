@@ -22,7 +22,9 @@ SOLVERS = ("euler", "heun")
 
 
 def _as_models(models) -> Mapping[str, torch.nn.Module]:
-    return {"main": models} if isinstance(models, torch.nn.Module) else models
+    if isinstance(models, torch.nn.Module):
+        return {"main": models}
+    return {k: m for k, m in models.items() if m is not None}
 
 
 def resolve_conditions(recipe: Recipe, embedder, y, generator=None) -> list[torch.Tensor]:
