@@ -9,7 +9,8 @@ def test_demo_writes_grid_and_tables(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "demo.csv")))
     assert [r["recipe"] for r in rows] == list(demo.RECIPES)
     flops = {r["recipe"]: float(r["gflops_per_step"]) for r in rows}
-    assert flops["SG (0.5,0.9) ω=2.5"] < flops["unguided"] < flops["CFG ω=2"]
+    assert flops["SG (0.5,0.9) ω=2.5"] < flops["SG (0.2,0.7) ω=2"] < flops["CFG ω=2"]
+    assert abs(flops["CFG ω=2"] - 2 * flops["unguided"]) < 1e-3
     assert all(0.0 <= float(r["class_accuracy"]) <= 1.0 for r in rows)
     assert (tmp_path / "demo_grid.png").stat().st_size > 1000
     assert (tmp_path / "demo.md").read_text().count("\n") == len(rows) + 2
