@@ -1,0 +1,64 @@
+"""Command line: ADM-protocol metrics of a sample set, printed as JSON.
+
+    python -m sparse_guidance.metrics --samples S.npz --ref R.npz [--n 5000] [--metrics fid,sfid,is,prec,rec]
+    python -m sparse_guidance.metrics --samples guided.npz --paired cond.npz     # Fig. 7 left (LPIPS)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import ConfigError
+from .evaluate import METRICS, evaluate_npz
+from .paired import paired_distance
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m sparse_guidance.metrics", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--samples", required=True, help="ADM sample set: .npz with arr_0 uint8 NHWC")
+    p.add_argument("--ref", help="reference npz: ADM reference batch, build_reference() output, or an image set")
+    p.add_argument("--n", type=int, help="evaluate the first N samples (default: all)")
+    p.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {','.join(METRICS)}")
+    p.add_argument("--paired", help="second sample set from the same noise: adds a paired LPIPS-style distance")
+    p.add_argument("--extractor", default="auto", help="auto | offline | inception-v3-compat")
+    p.add_argument("--weights", help="Inception weights file for the chosen extractor")
+    p.add_argument("--cache-dir", help="feature/statistics cache (default: .metrics-cache/ beside each npz)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", help="cpu | cuda (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", help="also write the JSON here")
+    return p.parse_args(argv)
+
+
+def run(a) -> dict:
+    if a.ref is None and a.paired is None:
+        raise ConfigError("give --ref (FID, sFID, IS, P/R) and/or --paired (LPIPS between two sample sets).")
+    common = dict(extractor=a.extractor, cache_dir=a.cache_dir, batch_size=a.batch_size, device=a.device,
+                  progress=not a.no_progress)
+    result = {}
+    if a.ref is not None:
+        result = evaluate_npz(a.samples, a.ref, n=a.n, metrics=a.metrics, weights_path=a.weights, **common)
+    if a.paired is not None:
+        result["paired"] = paired_distance(a.samples, a.paired, n=a.n, **common)
+    return result
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    try:
+        result = run(a)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = json.dumps(result, indent=2)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
