@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from sparse_guidance.models import LabelEmbedder, build_model
@@ -11,6 +12,9 @@ from sparse_guidance.models import LabelEmbedder, build_model
 # that is busy with anything else OpenMP's spinning threads slow every op down by orders of
 # magnitude. One thread keeps the suite fast and its timings stable.
 torch.set_num_threads(1)
+# The same for NumPy/SciPy's BLAS: with a busy neighbour on 2 cores, its spinning second thread turns
+# the 3 s eigen-decomposition of a 2048² covariance (every FID) into 25 s.
+threadpool_limits(1, user_api="blas")
 
 # Tiny dimensions shared by most model tests: 8x8 latents with patch 2 -> 16 tokens.
 TINY = dict(depth=4, hidden_size=32, num_heads=2, input_size=8, num_classes=10)

@@ -1,35 +1,10 @@
 """Shared pieces of the metrics tests: small images, a cheap stand-in feature extractor, brute-force math."""
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 import scipy.linalg
 import torch
 import torch.nn.functional as F
-
-
-def single_thread_openblas() -> None:
-    """NumPy/SciPy's OpenBLAS on one thread, as conftest keeps torch on one: on this shared 2-core
-    machine a busy neighbour makes OpenBLAS's spinning second thread turn a 3 s eigen-decomposition of
-    a 2048² matrix (every FID) into 25 s. No effect where the libraries are not found."""
-    try:
-        with open("/proc/self/maps") as f:
-            libs = {line.split()[-1] for line in f if "openblas" in line and ".so" in line}
-    except OSError:
-        return
-    for path in libs:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads"):
-            if hasattr(lib, name):
-                getattr(lib, name)(1)
-                break
-
-
-single_thread_openblas()
 
 
 def images(n: int, size: int = 16, seed: int = 0, grey: bool = False) -> np.ndarray:
