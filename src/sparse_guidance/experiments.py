@@ -1,0 +1,812 @@
+"""Workflow configuration as data: presets, validation, the results layout and the stage graph.
+
+Nothing here imports Snakemake; the Snakefile, the notebooks and the tests all read the
+configuration through this module, so a bad value fails the same way everywhere: a ConfigError
+that names the key (``experiments.table2.rows.cfg.recipe``) and what would be allowed.
+
+    cfg = load_config("embedded")                               # workflow/config/embedded.yaml
+    cfg = load_config("smoke", {"results_dir": "/tmp/smoke"})   # overrides, deep-merged
+    cfg = load_config("my/own.yaml")                            # a preset file by path
+    layout = Layout(cfg)                                         # where every stage writes
+
+Presets (``workflow/config/*.yaml``) hold every knob of a configuration: the data and its codec,
+the model, the training runs, sampling, metrics, per-rule resources and the experiments (each a
+table or figure of the paper, its rows as data). ``load_config`` deep-merges overrides into the
+preset (mappings merge key by key, anything else is replaced), fills documented defaults and
+validates the result (see ``validate``). A preset may name another to start from
+(``extends: embedded``); the chain is merged base first.
+
+Stages (the workflow's jobs) and what they depend on live here too (``stage_deps``,
+``stage_outputs``), so the Snakefile and a notebook run on its own build the same graph.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from .errors import ConfigError
+
+PRESETS_DIRNAME = Path("workflow") / "config"
+DEFAULT_PRESET = "embedded"
+
+DATASETS = {"fashion_mnist": 10, "imagenet": 1000}  # dataset -> number of classes
+FASHION_MNIST_SPLITS = {"train": 60000, "test": 10000}
+FASHION_MNIST_SIZE = 32  # 28 x 28 padded by 2 on each side (data/fashion_mnist.py)
+LATENT_DTYPES = ("float32", "float16")
+SOLVERS = ("euler", "heun")  # sampling.SOLVERS
+LABELS = ("balanced", "random")
+DEVICES = ("auto", "cpu", "cuda")
+# metrics.evaluate.METRICS and the extractor names of metrics.inception.resolve_extractor, kept here
+# so that reading a config does not import torch-fidelity (a test checks that they agree).
+METRICS = ("fid", "sfid", "is", "prec", "rec")
+EXTRACTORS = ("auto", "offline", "fid-inception-torchscript", "inception-v3-compat")
+# Experiments the workflow knows how to report (one report rule and notebook each).
+EXPERIMENTS = ("table2",)
+# Resource entries a config may set (rule families of workflow/rules/*.smk), and what each holds.
+RESOURCE_RULES = ("default", "prepare_data", "encode_latents", "reference_stats", "train", "sample",
+                  "evaluate", "flops", "report")
+RESOURCE_KEYS = {"threads": 1, "gpu": 0, "mem_mb": 4000, "runtime": 60}
+# Training options that may change while a run keeps its state (everything else needs a fresh run).
+RESUMABLE_TRAIN_KEYS = ("steps", "save_steps", "ckpt_every", "log_every")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+def repo_root(start=None) -> Path:
+    """The repository root: the nearest folder upwards (from ``start`` or the cwd) holding the
+    Snakefile and workflow/config, else the folder this source tree sits in."""
+    here = Path(start or Path.cwd()).resolve()
+    for p in (here, *here.parents):
+        if (p / "Snakefile").is_file() and (p / PRESETS_DIRNAME).is_dir():
+            return p
+    src_root = Path(__file__).resolve().parents[2]
+    if (src_root / PRESETS_DIRNAME).is_dir():
+        return src_root
+    raise ConfigError(f"cannot find the repository (a folder with Snakefile and {PRESETS_DIRNAME}/) above "
+                      f"{str(here)!r}; run from inside the sparse-guidance checkout.")
+
+
+def presets_dir() -> Path:
+    return repo_root() / PRESETS_DIRNAME
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
+
+
+def preset_path(preset: str | Path) -> Path:
+    """A preset name (``embedded``) -> workflow/config/embedded.yaml; a path is taken as it is."""
+    s = str(preset)
+    if s.endswith((".yaml", ".yml")) or "/" in s or Path(s).is_file():
+        path = Path(s).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {s!r} does not exist.")
+        return path
+    path = presets_dir() / f"{s}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown config preset {s!r}; presets: {', '.join(list_presets())} "
+                          "(or give the path of a YAML file).")
+    return path
+
+
+def read_yaml(path) -> dict:
+    import yaml
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top, not a {type(data).__name__}.")
+    return data
+
+
+ATOMIC_KEYS = ("recipe",)  # replaced whole by an override, never merged (a recipe is one value)
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """A copy of ``base`` with ``over`` merged in: mappings key by key (except ATOMIC_KEYS), anything
+    else replaced."""
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ATOMIC_KEYS:
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _read_preset(preset, seen=()) -> dict:
+    path = preset_path(preset)
+    data = read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    key = str(path.resolve())
+    if key in seen:
+        raise ConfigError(f"config {str(path)!r}: 'extends' forms a cycle.")
+    base_ref = parent
+    if ("/" in str(parent) or str(parent).endswith((".yaml", ".yml"))) and not Path(parent).is_absolute():
+        base_ref = path.parent / parent  # a relative path is relative to the file that names it
+    return deep_merge(_read_preset(base_ref, (*seen, key)), data)
+
+
+def load_config(preset: str | Path | None = None, overrides: dict | None = None) -> dict:
+    """Read a preset (name or YAML path), deep-merge ``overrides``, fill defaults and validate.
+
+    ``overrides`` is what ``snakemake --config`` / ``--configfile`` add beside ``preset``.
+    Returns a new dict; raises ConfigError naming the first problem found.
+    """
+    raw = _read_preset(preset or DEFAULT_PRESET)
+    overrides = dict(overrides or {})
+    overrides.pop("preset", None)
+    return validate(deep_merge(raw, overrides))
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation helpers
+# ---------------------------------------------------------------------------------------------
+
+def _keys(d, where: str, required=(), optional=()) -> dict:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(d).__name__} {d!r}.")
+    allowed = set(required) | set(optional)
+    extra = sorted(set(d) - allowed)
+    if extra:
+        prefix = "" if where == "config" else f"{where}."
+        raise ConfigError(f"unknown config key(s) {', '.join(prefix + str(k) for k in extra)}; "
+                          f"{'the config' if where == 'config' else where} takes {', '.join(sorted(allowed))}.")
+    missing = [k for k in required if k not in d]
+    if missing:
+        prefix = "" if where == "config" else f"{where}."
+        raise ConfigError(f"{'the config' if where == 'config' else where} is missing "
+                          f"{', '.join(prefix + k for k in missing)}.")
+    return d
+
+
+def _int(v, where: str, lo: int | None = None, hi: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{where}={v!r} must be an integer.")
+    if lo is not None and v < lo:
+        raise ConfigError(f"{where}={v} must be >= {lo}.")
+    if hi is not None and v > hi:
+        raise ConfigError(f"{where}={v} must be <= {hi}.")
+    return v
+
+
+def _bool(v, where: str) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{where}={v!r} must be true or false.")
+    return v
+
+
+def _choice(v, where: str, choices) -> str:
+    if v not in choices:
+        raise ConfigError(f"{where}={v!r}; choose one of {', '.join(map(str, choices))}.")
+    return v
+
+
+def _str(v, where: str, allow_none: bool = False):
+    if v is None and allow_none:
+        return v
+    if not isinstance(v, str) or not v:
+        raise ConfigError(f"{where}={v!r} must be a non-empty string.")
+    return v
+
+
+def _id(v, where: str) -> str:
+    if not isinstance(v, str) or not ID_RE.match(v):
+        raise ConfigError(f"{where}: {v!r} is not a usable name (letters, digits and _ . + -, starting with a "
+                          "letter or digit; it becomes part of file names).")
+    return v
+
+
+def _with_defaults(d: dict, defaults: dict) -> dict:
+    return {**copy.deepcopy(defaults), **d}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------------
+
+TOP_REQUIRED = ("name", "data", "model", "runs", "sampling", "metrics", "experiments")
+TOP_OPTIONAL = ("results_dir", "compute", "resources")
+
+DATA_DEFAULTS = dict(root=None, download=False, train_split="train", train_limit=None)
+ENCODE_DEFAULTS = dict(flip=False, batch_size=256, shard_size=10000, dtype="float32", seed=0, num_workers=0)
+REFERENCE_DEFAULTS = dict(split="test", n=None, npz=None, batch_size=32)
+SAMPLING_DEFAULTS = dict(steps=40, solver="euler", seed=0, batch_size=256, labels="balanced", bf16=False)
+METRICS_DEFAULTS = dict(metrics=["fid"], extractor="auto", weights_path=None, batch_size=32, pr_ref_n=10000)
+MODEL_OPTIONAL = ("depth", "hidden_size", "num_heads", "mlp_ratio", "learn_sigma", "patch_size")
+RUN_DEFAULTS = dict(routes=[], train_gamma=None, decoder=None)
+DECODER_KEYS = {"depth": "decoder_depth", "width": "decoder_width", "heads": "decoder_heads"}
+
+
+def _check_data(d: dict) -> dict:
+    d = _with_defaults(_keys(d, "data", ("dataset", "image_size", "codec", "reference"),
+                             ("root", "download", "train_split", "train_limit", "encode")), DATA_DEFAULTS)
+    _choice(d["dataset"], "data.dataset", tuple(DATASETS))
+    _int(d["image_size"], "data.image_size", 1)
+    _str(d["root"], "data.root", allow_none=True)
+    _bool(d["download"], "data.download")
+    if d["train_limit"] is not None:
+        _int(d["train_limit"], "data.train_limit", 1)
+    codec = d["codec"]
+    if isinstance(codec, str):
+        codec = {"name": codec}
+    _keys(codec, "data.codec", ("name",), ("path", "posterior", "factor", "image_channels", "shift", "scale",
+                                            "scale_factor"))
+    from .data.codecs import CODECS  # light: no torch-fidelity, no diffusers until a VAE is built
+    _choice(codec["name"], "data.codec.name", tuple(CODECS))
+    d["codec"] = codec
+    d["encode"] = _with_defaults(_keys(d.get("encode") or {}, "data.encode", (), tuple(ENCODE_DEFAULTS)),
+                                 ENCODE_DEFAULTS)
+    e = d["encode"]
+    _bool(e["flip"], "data.encode.flip")
+    for k in ("batch_size", "shard_size"):
+        _int(e[k], f"data.encode.{k}", 1)
+    _int(e["seed"], "data.encode.seed")
+    _int(e["num_workers"], "data.encode.num_workers", 0)
+    _choice(e["dtype"], "data.encode.dtype", LATENT_DTYPES)
+    ref = d["reference"] = _with_defaults(_keys(d["reference"], "data.reference", (), tuple(REFERENCE_DEFAULTS)),
+                                          REFERENCE_DEFAULTS)
+    _int(ref["batch_size"], "data.reference.batch_size", 1)
+    if d["dataset"] == "fashion_mnist":
+        if d["image_size"] != FASHION_MNIST_SIZE:
+            raise ConfigError(f"data.image_size={d['image_size']}: Fashion-MNIST images are padded to "
+                              f"{FASHION_MNIST_SIZE}x{FASHION_MNIST_SIZE}.")
+        _choice(d["train_split"], "data.train_split", tuple(FASHION_MNIST_SPLITS))
+        if ref["npz"] is None:
+            _choice(ref["split"], "data.reference.split", tuple(FASHION_MNIST_SPLITS))
+            if ref["n"] is None:
+                raise ConfigError("data.reference.n is missing: how many images of the reference split to use.")
+            _int(ref["n"], "data.reference.n", 2, FASHION_MNIST_SPLITS[ref["split"]])
+    elif ref["npz"] is None:
+        raise ConfigError("data.reference.npz is missing: ImageNet is evaluated against ADM's reference batch "
+                          "(VIRTUAL_imagenet256_labeled.npz); give its path.")
+    if ref["npz"] is not None:
+        _str(ref["npz"], "data.reference.npz")
+    if ref["n"] is not None and ref["npz"] is not None:
+        raise ConfigError("data.reference: give either npz (a reference batch used whole) or split + n, not both.")
+    return d
+
+
+def codec_geometry(codec: dict) -> tuple[int, int]:
+    """(downsample factor, latent channels) of a codec spec, without building it (a VAE needs weights)."""
+    if codec["name"] == "space-to-depth":
+        f = int(codec.get("factor", 2))
+        return f, int(codec.get("image_channels", 1)) * f * f
+    return 8, 4  # the SD VAE: 3 x 256 x 256 -> 4 x 32 x 32
+
+
+def _check_model(m: dict, data: dict) -> dict:
+    _keys(m, "model", ("name", "input_size", "in_channels", "num_classes"), MODEL_OPTIONAL)
+    from .models import MODELS
+    if m["name"] not in MODELS:
+        raise ConfigError(f"model.name={m['name']!r} is not a registered model; known: {', '.join(MODELS)}.")
+    for k in ("input_size", "in_channels", "num_classes"):
+        _int(m[k], f"model.{k}", 1)
+    down, channels = codec_geometry(data["codec"])
+    if data["image_size"] % down or data["image_size"] // down != m["input_size"]:
+        raise ConfigError(f"model.input_size={m['input_size']} does not match the latents: {data['image_size']}px "
+                          f"images through codec {data['codec']['name']!r} (downsampling x{down}) give "
+                          f"{data['image_size'] / down:g}.")
+    if channels != m["in_channels"]:
+        raise ConfigError(f"model.in_channels={m['in_channels']} but codec {data['codec']['name']!r} gives "
+                          f"{channels}-channel latents.")
+    if m["num_classes"] != DATASETS[data["dataset"]]:
+        raise ConfigError(f"model.num_classes={m['num_classes']} but {data['dataset']} has "
+                          f"{DATASETS[data['dataset']]} classes.")
+    return m
+
+
+def model_kwargs(cfg: dict, run: str) -> tuple[str, str, dict]:
+    """(registry name, sparsity, build_model kwargs) of a training run's model."""
+    m, r = cfg["model"], cfg["runs"][run]
+    kw = {k: v for k, v in m.items() if k != "name"}
+    if r["sparsity"] == "routing":
+        kw["routes"] = list(r["routes"])
+    if r.get("train_gamma") is not None:
+        kw["train_gamma"] = r["train_gamma"]
+    for k, arg in DECODER_KEYS.items():
+        if r.get("decoder") and k in r["decoder"]:
+            kw[arg] = r["decoder"][k]
+    return m["name"], r["sparsity"], kw
+
+
+def build_run_model(cfg: dict, run: str, device="cpu"):
+    """The (untrained) model of a run; device="meta" builds it without allocating weights."""
+    import torch
+
+    from .models import build_model
+
+    name, sparsity, kw = model_kwargs(cfg, run)
+    with torch.device(device):
+        return build_model(name, sparsity=sparsity, **kw)
+
+
+def _check_runs(runs: dict, cfg: dict) -> dict:
+    if not isinstance(runs, dict) or not runs:
+        raise ConfigError("runs must map at least one run name to its settings (sparsity, routes, train, ...).")
+    from .models import SPARSITY
+    from .train import TrainConfig
+    out = {}
+    for name, r in runs.items():
+        where = f"runs.{name}"
+        _id(name, "runs")
+        r = _with_defaults(_keys(r, where, ("sparsity", "train"), ("routes", "train_gamma", "decoder", "label")),
+                           RUN_DEFAULTS)
+        _choice(r["sparsity"], f"{where}.sparsity", SPARSITY)
+        if r["sparsity"] != "routing" and r["routes"]:
+            raise ConfigError(f"{where}.routes: only sparsity 'routing' takes routes (this run is {r['sparsity']!r}).")
+        if r["decoder"] is not None:
+            if r["sparsity"] != "masking":
+                raise ConfigError(f"{where}.decoder: only sparsity 'masking' has a decoder.")
+            _keys(r["decoder"], f"{where}.decoder", (), tuple(DECODER_KEYS))
+        tr = r["train"]
+        _keys(tr, f"{where}.train", ("steps", "batch_size"),
+              tuple(f for f in TrainConfig.__dataclass_fields__))
+        try:
+            tc = TrainConfig.from_dict(copy.deepcopy(tr))
+        except (ConfigError, TypeError) as e:
+            raise ConfigError(f"{where}.train: {e}") from e
+        bad = [s for s in tc.save_steps if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= tc.steps]
+        if bad:
+            raise ConfigError(f"{where}.train.save_steps {bad}: each snapshot step must be an integer in "
+                              f"1..{tc.steps} (train.steps).")
+        out[name] = r
+        try:  # routes vs depth, decoder sizes, gamma: the model's own checks, on the meta device
+            build_run_model({**cfg, "runs": out}, name, device="meta")
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from e
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: the model cannot be built ({type(e).__name__}: {e}).") from e
+    return out
+
+
+def _check_sampling(s: dict) -> dict:
+    s = _with_defaults(_keys(s, "sampling", ("num_samples",), tuple(SAMPLING_DEFAULTS)), SAMPLING_DEFAULTS)
+    _int(s["steps"], "sampling.steps", 1)
+    _choice(s["solver"], "sampling.solver", SOLVERS)
+    _int(s["seed"], "sampling.seed", 0)
+    _int(s["batch_size"], "sampling.batch_size", 1)
+    _int(s["num_samples"], "sampling.num_samples", 1)
+    _choice(s["labels"], "sampling.labels", LABELS)
+    _bool(s["bf16"], "sampling.bf16")
+    return s
+
+
+def _check_metrics(m: dict, sampling: dict) -> dict:
+    m = _with_defaults(_keys(m, "metrics", ("n",), tuple(METRICS_DEFAULTS)), METRICS_DEFAULTS)
+    names = m["metrics"]
+    if isinstance(names, str):
+        names = [x.strip() for x in names.split(",") if x.strip()]
+    if not isinstance(names, list) or not names:
+        raise ConfigError(f"metrics.metrics={m['metrics']!r} must list metrics, e.g. [fid].")
+    for x in names:
+        _choice(x, "metrics.metrics", METRICS)
+    m["metrics"] = names
+    _int(m["n"], "metrics.n", 2)
+    if m["n"] > sampling["num_samples"]:
+        raise ConfigError(f"metrics.n={m['n']} exceeds sampling.num_samples={sampling['num_samples']}: "
+                          "a metric can only use the samples drawn.")
+    _choice(m["extractor"], "metrics.extractor", EXTRACTORS)
+    _str(m["weights_path"], "metrics.weights_path", allow_none=True)
+    _int(m["batch_size"], "metrics.batch_size", 1)
+    _int(m["pr_ref_n"], "metrics.pr_ref_n", 4)
+    if {"prec", "rec"} & set(names) and m["n"] < 4:
+        raise ConfigError(f"metrics.n={m['n']}: precision/recall (k=3) need at least 4 samples.")
+    return m
+
+
+def _check_resources(res: dict) -> dict:
+    res = _keys(res or {}, "resources", (), RESOURCE_RULES)
+    out = {}
+    for rule, spec in res.items():
+        spec = _keys(spec or {}, f"resources.{rule}", (), tuple(RESOURCE_KEYS))
+        for k, v in spec.items():
+            _int(v, f"resources.{rule}.{k}", 1 if k == "threads" else 0)
+        out[rule] = spec
+    return out
+
+
+def resources(cfg: dict, rule: str) -> dict:
+    """threads, gpu, mem_mb and runtime (minutes) of a rule family: its entry over ``default``."""
+    if rule not in RESOURCE_RULES:
+        raise ConfigError(f"unknown resource entry {rule!r}; known: {', '.join(RESOURCE_RULES)}.")
+    res = cfg.get("resources", {})
+    return {**RESOURCE_KEYS, **res.get("default", {}), **res.get(rule, {})}
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiments (tables and figures as data)
+# ---------------------------------------------------------------------------------------------
+
+ROW_KEYS = ("label", "recipe", "aux", "paper")
+PAPER_KEYS = ("epochs", "fid", "gflops", "delta_gflops")
+
+
+def resolve_row_recipe(spec, num_steps: int, where: str):
+    """The Recipe of a row's ``recipe`` (preset name, {preset: ..., overrides} or a full recipe dict)."""
+    from .guidance import resolve_recipe
+    try:
+        return resolve_recipe(copy.deepcopy(spec), num_steps=num_steps)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e
+    except (TypeError, ValueError, AttributeError) as e:  # e.g. {preset: cfg, name: x}
+        raise ConfigError(f"{where}: {spec!r} is not a usable recipe ({type(e).__name__}: {e}); give a preset "
+                          "name, {preset: <name>, <its arguments>} or a full recipe {name, omega, strong, "
+                          "weak}.") from e
+
+
+def _check_experiments(exps: dict, cfg: dict) -> dict:
+    _keys(exps, "experiments", (), EXPERIMENTS)
+    if not exps:
+        raise ConfigError(f"experiments is empty; give at least one of {', '.join(EXPERIMENTS)}.")
+    out = {}
+    for name, e in exps.items():
+        where = f"experiments.{name}"
+        e = _keys(e, where, ("run", "rows"), ("baseline", "caption"))
+        if e["run"] not in cfg["runs"]:
+            raise ConfigError(f"{where}.run={e['run']!r} is not a training run; runs: {', '.join(cfg['runs'])}.")
+        rows = e["rows"]
+        if not isinstance(rows, dict) or not rows:
+            raise ConfigError(f"{where}.rows must map row ids to rows ({{label, recipe, aux, paper}}).")
+        checked = {}
+        for rid, row in rows.items():
+            rwhere = f"{where}.rows.{rid}"
+            _id(rid, f"{where}.rows")
+            row = _keys(row, rwhere, ("label", "recipe"), ("aux", "paper"))
+            _str(row["label"], f"{rwhere}.label")
+            recipe = resolve_row_recipe(row["recipe"], cfg["sampling"]["steps"], f"{rwhere}.recipe")
+            unknown_models = recipe.models - {"main", "aux"}
+            if unknown_models:
+                raise ConfigError(f"{rwhere}.recipe uses model(s) {sorted(unknown_models)}; a row has 'main' (the "
+                                  "experiment's run) and, with aux:, 'aux'.")
+            aux = row.get("aux")
+            if "aux" in recipe.models and aux is None:
+                raise ConfigError(f"{rwhere}: recipe {recipe.name!r} guides with an auxiliary model; give "
+                                  f"{rwhere}.aux: {{run: <run>, step: <a snapshot step of that run>}}.")
+            if aux is not None:
+                if "aux" not in recipe.models:
+                    raise ConfigError(f"{rwhere}.aux is given but recipe {recipe.name!r} uses no auxiliary model; "
+                                      "remove aux or use a recipe with an 'aux' branch.")
+                _keys(aux, f"{rwhere}.aux", ("run", "step"))
+                if aux["run"] not in cfg["runs"]:
+                    raise ConfigError(f"{rwhere}.aux.run={aux['run']!r} is not a training run; runs: "
+                                      f"{', '.join(cfg['runs'])}.")
+                saved = list(cfg["runs"][aux["run"]]["train"].get("save_steps", []))
+                if aux["step"] not in saved:
+                    raise ConfigError(
+                        f"{rwhere}.aux.step={aux['step']!r}: run {aux['run']!r} does not save a checkpoint at that "
+                        f"step (runs.{aux['run']}.train.save_steps = {saved}); pick one of those or add the step "
+                        "to save_steps (before that run trains past it).")
+            paper = row.get("paper")
+            if paper is not None:
+                _keys(paper, f"{rwhere}.paper", (), PAPER_KEYS)
+            checked[rid] = row
+        baseline = e.get("baseline", next(iter(checked)))
+        if baseline not in checked:
+            raise ConfigError(f"{where}.baseline={baseline!r} is not one of its rows ({', '.join(checked)}).")
+        out[name] = {**e, "rows": checked, "baseline": baseline, "caption": e.get("caption", "")}
+    return out
+
+
+def validate(cfg: dict) -> dict:
+    """Check every section (see the module docstring) and fill defaults; returns a new dict."""
+    cfg = copy.deepcopy(cfg)
+    _keys(cfg, "config", TOP_REQUIRED, TOP_OPTIONAL)
+    _id(cfg["name"], "name")
+    if cfg.get("results_dir") is None:
+        cfg["results_dir"] = f"results/{cfg['name']}"
+    _str(cfg["results_dir"], "results_dir")
+    cfg["results_dir"] = cfg["results_dir"].rstrip("/") or "/"
+    compute = cfg["compute"] = _with_defaults(_keys(cfg.get("compute") or {}, "compute", (), ("device",)),
+                                              {"device": "auto"})
+    _choice(compute["device"], "compute.device", DEVICES)
+    cfg["data"] = _check_data(cfg["data"])
+    cfg["model"] = _check_model(cfg["model"], cfg["data"])
+    cfg["runs"] = _check_runs(cfg["runs"], cfg)
+    cfg["sampling"] = _check_sampling(cfg["sampling"])
+    cfg["metrics"] = _check_metrics(cfg["metrics"], cfg["sampling"])
+    cfg["resources"] = _check_resources(cfg.get("resources"))
+    cfg["experiments"] = _check_experiments(cfg["experiments"], cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Results layout
+# ---------------------------------------------------------------------------------------------
+
+class Layout:
+    """Where each stage writes, under ``results_dir``. Arguments may be Snakemake wildcards
+    (``layout.samples("{experiment}", "{row}")`` gives the rule's output pattern)."""
+
+    def __init__(self, cfg: dict):
+        self.root = cfg["results_dir"]
+
+    def path(self, *parts) -> str:
+        return "/".join([self.root, *map(str, parts)])
+
+    # data
+    @property
+    def dataset(self):
+        return self.path("data", "dataset.json")
+
+    @property
+    def latents_dir(self):
+        return self.path("latents", "train")
+
+    @property
+    def latents(self):
+        return self.path("latents", "train", "manifest.json")
+
+    @property
+    def reference(self):
+        return self.path("data", "reference.npz")
+
+    @property
+    def reference_info(self):
+        return self.path("data", "reference.json")
+
+    @property
+    def cache(self):
+        return self.path("cache")
+
+    # training
+    def run_dir(self, run):
+        return self.path("runs", run)
+
+    def state_dir(self, run):
+        """Training state (resumable checkpoints, log); not a Snakemake output, so a rerun keeps it."""
+        return self.path("runs", run, "state")
+
+    def checkpoint(self, run):
+        return self.path("runs", run, "last.pt")
+
+    def snapshot(self, run, step):
+        return self.path("runs", run, f"step-{int(step):07d}.pt")  # train.checkpoint_path's name
+
+    def run_summary(self, run):
+        return self.path("runs", run, "summary.json")
+
+    # sampling, metrics, reports
+    def samples(self, experiment, row):
+        return self.path("samples", experiment, f"{row}.npz")
+
+    def sample_info(self, experiment, row):
+        return self.path("samples", experiment, f"{row}.json")
+
+    def metrics(self, experiment, row):
+        return self.path("metrics", experiment, f"{row}.json")
+
+    def flops(self, experiment):
+        return self.path("flops", f"{experiment}.json")
+
+    def table(self, experiment, ext):
+        return self.path("tables", f"{experiment}.{ext}")
+
+    # executed notebooks, logs and benchmarks of each job
+    def notebook(self, stage, *ids):
+        return self.path("notebooks", "-".join([stage, *map(str, ids)]) + ".ipynb")
+
+    def log(self, stage, *ids):
+        return self.path("logs", "-".join([stage, *map(str, ids)]) + ".log")
+
+    def benchmark(self, stage, *ids):
+        return self.path("benchmarks", "-".join([stage, *map(str, ids)]) + ".tsv")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages: what each job writes and which jobs it needs
+# ---------------------------------------------------------------------------------------------
+
+STAGES = ("prepare_data", "encode_latents", "reference_stats", "train", "sample", "evaluate", "flops", "report")
+STAGE_IDS = {"prepare_data": (), "encode_latents": (), "reference_stats": (), "train": ("run",),
+             "sample": ("experiment", "row"), "evaluate": ("experiment", "row"), "flops": ("experiment",),
+             "report": ("experiment",)}
+NOTEBOOKS = {"prepare_data": "notebooks/01_prepare_data.ipynb",
+             "encode_latents": "notebooks/02_encode_latents.ipynb",
+             "reference_stats": "notebooks/03_reference_stats.ipynb",
+             "train": "notebooks/04_train.ipynb",
+             "sample": "notebooks/05_sample.ipynb",
+             "evaluate": "notebooks/06_evaluate.ipynb",
+             "flops": "notebooks/07_flops.ipynb",
+             "report": {"table2": "notebooks/10_table2.ipynb"}}
+
+
+def _check_stage(stage: str, ids: dict):
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}.")
+    if set(ids) != set(STAGE_IDS[stage]):
+        raise ConfigError(f"stage {stage!r} takes {list(STAGE_IDS[stage])}, got {sorted(ids)}.")
+
+
+def notebook_for(stage: str, **ids) -> str:
+    nb = NOTEBOOKS[stage]
+    return nb[ids["experiment"]] if isinstance(nb, dict) else nb
+
+
+def train_outputs(cfg: dict, run: str) -> dict:
+    layout = Layout(cfg)
+    out = {"checkpoint": layout.checkpoint(run), "summary": layout.run_summary(run)}
+    for s in sorted(set(cfg["runs"][run]["train"].get("save_steps", []))):
+        out[f"step_{s}"] = layout.snapshot(run, s)
+    return out
+
+
+def stage_outputs(cfg: dict, stage: str, **ids) -> dict:
+    """Named output files of one job (wildcard strings give patterns, except for ``train``)."""
+    _check_stage(stage, ids)
+    layout = Layout(cfg)
+    if stage == "prepare_data":
+        return {"dataset": layout.dataset}
+    if stage == "encode_latents":
+        return {"manifest": layout.latents}
+    if stage == "reference_stats":
+        return {"reference": layout.reference, "info": layout.reference_info}
+    if stage == "train":
+        return train_outputs(cfg, ids["run"])
+    if stage == "sample":
+        return {"npz": layout.samples(ids["experiment"], ids["row"]),
+                "info": layout.sample_info(ids["experiment"], ids["row"])}
+    if stage == "evaluate":
+        return {"metrics": layout.metrics(ids["experiment"], ids["row"])}
+    if stage == "flops":
+        return {"flops": layout.flops(ids["experiment"])}
+    return {ext: layout.table(ids["experiment"], ext) for ext in ("csv", "md", "tex")}
+
+
+def stage_deps(cfg: dict, stage: str, **ids) -> list[tuple[str, dict]]:
+    """The jobs (stage, ids) whose outputs this job reads."""
+    _check_stage(stage, ids)
+    if stage == "prepare_data" or stage == "flops":
+        return []
+    if stage in ("encode_latents", "reference_stats"):
+        return [("prepare_data", {})]
+    if stage == "train":
+        return [("encode_latents", {})]
+    exp = cfg["experiments"][ids["experiment"]]
+    if stage == "sample":
+        row = exp["rows"][ids["row"]]
+        runs = [exp["run"]] + ([row["aux"]["run"]] if row.get("aux") else [])
+        return [("train", {"run": r}) for r in dict.fromkeys(runs)]
+    if stage == "evaluate":
+        return [("sample", dict(ids)), ("reference_stats", {})]
+    return ([("evaluate", {"experiment": ids["experiment"], "row": r}) for r in exp["rows"]]
+            + [("flops", {"experiment": ids["experiment"]}), ("train", {"run": exp["run"]})])
+
+
+def stage_inputs(cfg: dict, stage: str, **ids) -> dict:
+    """Named input files of one job: the notebook and the outputs of the jobs it depends on."""
+    out = {"notebook": notebook_for(stage, **ids)}
+    for dep, dep_ids in stage_deps(cfg, stage, **ids):
+        tag = "_".join([dep, *map(str, dep_ids.values())])
+        for k, v in stage_outputs(cfg, dep, **dep_ids).items():
+            out[f"{tag}_{k}"] = v
+    return out
+
+
+def job_config(cfg: dict, stage: str, **ids) -> dict:
+    """The part of the configuration one job's result depends on (its digest triggers reruns)."""
+    _check_stage(stage, ids)
+    data = {k: cfg["data"][k] for k in ("dataset", "root", "train_split", "train_limit", "image_size")}
+    if stage == "prepare_data":
+        return {"data": data}
+    if stage == "encode_latents":
+        return {"data": data, "codec": cfg["data"]["codec"], "encode": cfg["data"]["encode"]}
+    if stage == "reference_stats":
+        return {"data": data, "reference": cfg["data"]["reference"],
+                "metrics": {k: cfg["metrics"][k] for k in ("extractor", "weights_path", "pr_ref_n")}}
+    if stage == "train":
+        return {"model": cfg["model"], "run": cfg["runs"][ids["run"]]}
+    if stage in ("sample", "evaluate", "flops", "report"):
+        exp = cfg["experiments"][ids["experiment"]]
+        runs = {exp["run"]} | {r["aux"]["run"] for r in exp["rows"].values() if r.get("aux")}
+        base = {"model": cfg["model"], "runs": {r: cfg["runs"][r] for r in sorted(runs)}, "main": exp["run"]}
+        if stage == "sample":
+            return {**base, "row": exp["rows"][ids["row"]], "sampling": cfg["sampling"], "codec": cfg["data"]["codec"]}
+        if stage == "evaluate":
+            return {"metrics": cfg["metrics"], "row": exp["rows"][ids["row"]]}
+        if stage == "flops":
+            return {**base, "rows": {k: {"recipe": r["recipe"], "aux": r.get("aux")} for k, r in exp["rows"].items()},
+                    "steps": cfg["sampling"]["steps"]}
+        return {"experiment": exp, "metrics_n": cfg["metrics"]["n"], "sampling": cfg["sampling"]}
+    raise AssertionError(stage)
+
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def job_digest(cfg: dict, stage: str, **ids) -> str:
+    return digest(job_config(cfg, stage, **ids))
+
+
+def check_digest(cfg: dict, stage: str, expected: str | None, **ids):
+    """A job scheduled with one configuration must not run with another (e.g. a preset edited between
+    ``snakemake`` building its DAG and a cluster job starting). expected=None skips the check."""
+    if expected is None:
+        return
+    got = job_digest(cfg, stage, **ids)
+    if got != expected:
+        raise ConfigError(f"the configuration of job {stage} {ids} changed after the workflow was planned "
+                          f"(digest {got}, planned {expected}); rerun snakemake.")
+
+
+def resume_key(cfg: dict, run: str) -> dict:
+    """What a run's training state depends on: everything but the options that may grow (steps, ...)."""
+    r = copy.deepcopy(cfg["runs"][run])
+    for k in RESUMABLE_TRAIN_KEYS:
+        r["train"].pop(k, None)
+    data = {k: cfg["data"][k] for k in ("dataset", "train_split", "train_limit", "image_size", "codec")}
+    data["encode"] = {k: cfg["data"]["encode"][k] for k in ("flip", "dtype", "seed")}
+    return {"model": cfg["model"], "run": r, "data": data}
+
+
+# ---------------------------------------------------------------------------------------------
+# Small readers used by notebooks and reports
+# ---------------------------------------------------------------------------------------------
+
+def experiment(cfg: dict, name: str) -> dict:
+    if name not in cfg["experiments"]:
+        raise ConfigError(f"experiment {name!r} is not in config {cfg['name']!r}; it has "
+                          f"{', '.join(cfg['experiments']) or 'none'}.")
+    return cfg["experiments"][name]
+
+
+def row_spec(cfg: dict, exp_name: str, row: str) -> dict:
+    exp = experiment(cfg, exp_name)
+    if row not in exp["rows"]:
+        raise ConfigError(f"experiment {exp_name!r} has no row {row!r}; rows: {', '.join(exp['rows'])}.")
+    return exp["rows"][row]
+
+
+def describe_recipe(recipe, aux: dict | None = None, steps: int | None = None) -> str:
+    """A short human description of a recipe's setting: ω, the γ of each branch, the aux checkpoint."""
+    if recipe.weak is None or recipe.omega == 1.0:
+        return "—"
+
+    def gamma(g):
+        if isinstance(g, dict):
+            if g["schedule"] == "constant":
+                return f"{g['value']:g}"
+            return f"{g['schedule']} {g['start']:g}→{g['end']:g}"
+        return f"{g:g}"
+
+    parts = [f"ω={recipe.omega:g}"]
+    gs, gw = recipe.strong.gamma, recipe.weak.gamma
+    if gs != 0 or gw != 0:
+        parts.append(f"γ {gamma(gs)} / {gamma(gw)}")
+    if recipe.weak.cond != "class":
+        parts.append({"null": "weak: ∅", "random": "weak: random class"}[recipe.weak.cond])
+    if aux is not None:
+        parts.append(f"aux: {aux['run']}@{aux['step']}")
+    return ", ".join(parts)
+
+
+def notebook_args(cfg: dict, overrides: dict | None, stage: str, **ids) -> str:
+    """The papermill parameters (as one JSON/YAML string for ``-y``) of a workflow job: the config
+    overrides beside the preset, the job's ids, and the digest of the config it was planned with."""
+    _check_stage(stage, ids)
+    return json.dumps({"overrides": dict(overrides or {}), **ids, "config_digest": job_digest(cfg, stage, **ids),
+                       "build_missing": False}, sort_keys=True)
+
+
+def rule_resources(cfg: dict, rule: str) -> dict:
+    """Snakemake ``resources:`` of a rule family: gpu, mem_mb, runtime (minutes) and cpus_per_task.
+
+    cpus_per_task repeats the rule's threads for the SLURM executor: Snakemake caps a job's threads
+    at --cores, which the local profile (profiles/default: cores: all) sets to the submitting
+    machine's count, so a cluster job's CPU request must not come from threads alone."""
+    r = resources(cfg, rule)
+    return {"gpu": r["gpu"], "mem_mb": r["mem_mb"], "runtime": r["runtime"], "cpus_per_task": r["threads"]}

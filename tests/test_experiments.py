@@ -1,0 +1,212 @@
+"""experiments.py: presets, validation (every bad value is a ConfigError naming its key), layout, stage graph."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from sparse_guidance import experiments as X
+from sparse_guidance.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return X.load_config("smoke")
+
+
+def bad(overrides, *needles, preset="smoke"):
+    """load_config with overrides must fail with a message containing every needle."""
+    with pytest.raises(ConfigError) as e:
+        X.load_config(preset, overrides)
+    for n in needles:
+        assert n in str(e.value), str(e.value)
+    return str(e.value)
+
+
+def rows(**changes):
+    return {"experiments": {"table2": {"rows": changes}}}
+
+
+@pytest.mark.parametrize("preset", ["smoke", "embedded", "paper"])
+def test_presets_load(preset):
+    cfg = X.load_config(preset)
+    assert cfg["name"] == preset
+    assert cfg["results_dir"] == f"results/{preset}"
+    t2 = cfg["experiments"]["table2"]
+    assert list(t2["rows"]) == ["unguided", "cfg", "ag", "icg", "sg_flops", "sg_fid"]
+    assert t2["rows"]["sg_fid"]["aux"]["step"] in cfg["runs"][t2["run"]]["train"]["save_steps"]
+    assert cfg["sampling"]["steps"] == (8 if preset == "smoke" else 40)
+
+
+def test_paper_preset_is_the_papers_setting():
+    cfg = X.load_config("paper")
+    run = cfg["runs"]["routing"]
+    assert cfg["model"]["name"] == "SiT-XL/2" and run["routes"] == ["2:24"] and run["train_gamma"] == 0.5
+    tr = run["train"]
+    assert (tr["lr"], tr["batch_size"], tuple(tr["betas"]), tr["bf16"]) == (1e-4, 256, (0.9, 0.999), True)
+    assert tr["steps"] == 2_000_000 and abs(400 * 1_281_167 / 256 - tr["steps"]) < 0.01 * tr["steps"]
+    assert 50000 in tr["save_steps"] and cfg["experiments"]["table2"]["rows"]["sg_fid"]["aux"]["step"] == 50000
+    assert cfg["metrics"]["n"] == cfg["sampling"]["num_samples"] == 50000
+    assert cfg["data"]["codec"]["name"] == "sd-vae-ft-ema" and cfg["data"]["reference"]["npz"].endswith(
+        "VIRTUAL_imagenet256_labeled.npz")
+    assert X.resources(cfg, "train")["gpu"] == 1
+
+
+def test_overrides_merge_deeply(smoke):
+    cfg = X.load_config("smoke", {"results_dir": "/tmp/x/", "sampling": {"num_samples": 32},
+                                  "preset": "ignored-here"})
+    assert cfg["results_dir"] == "/tmp/x"
+    assert cfg["sampling"]["num_samples"] == 32 and cfg["sampling"]["steps"] == smoke["sampling"]["steps"]
+    cfg = X.load_config("smoke", rows(cfg={"recipe": {"preset": "cfg", "omega": 3.0}}))
+    assert cfg["experiments"]["table2"]["rows"]["cfg"]["label"] == "+CFG"  # the rest of the row stays
+
+
+def test_preset_by_path_and_extends(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: smoke\nname: child\nsampling: {num_samples: 20}\n")
+    cfg = X.load_config(str(child))
+    assert cfg["name"] == "child" and cfg["sampling"]["num_samples"] == 20 and cfg["model"]["depth"] == 4
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(f"extends: {loop}\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        X.load_config(str(loop))
+
+
+def test_unknown_preset_and_missing_file():
+    with pytest.raises(ConfigError, match="unknown config preset 'nope'.*smoke"):
+        X.load_config("nope")
+    with pytest.raises(ConfigError, match="does not exist"):
+        X.load_config("/no/such/config.yaml")
+
+
+def test_unknown_keys_name_their_place():
+    bad({"bogus": 1}, "unknown config key(s) bogus")
+    bad({"data": {"bogus": 1}}, "data.bogus")
+    bad({"runs": {"routing": {"train": {"lr_schedule": "cosine"}}}}, "runs.routing.train.lr_schedule")
+    bad(rows(cfg={"omega": 2}), "experiments.table2.rows.cfg.omega")
+    bad({"experiments": {"table9": {"run": "routing", "rows": {}}}}, "experiments.table9")
+    bad({"resources": {"trian": {"threads": 2}}}, "resources.trian")
+
+
+def test_unknown_recipe_name():
+    bad(rows(cfg={"recipe": "bogus"}), "experiments.table2.rows.cfg.recipe", "unknown guidance recipe 'bogus'")
+    bad(rows(cfg={"recipe": {"preset": "cfg", "gamma": 0.5}}), "rows.cfg.recipe", "takes")
+
+
+def test_plain_sg_needs_gamma_strong_below_gamma_weak():
+    msg = bad(rows(sg_flops={"recipe": {"preset": "sg", "gamma_strong": 0.9, "gamma_weak": 0.5}}),
+              "experiments.table2.rows.sg_flops.recipe", "γ_strong=0.9 ≥ γ_weak=0.5")
+    assert "Eq. 6" in msg
+    bad(rows(sg_flops={"recipe": {"preset": "sg", "gamma_strong": 0.5, "gamma_weak": 0.5}}), "γ_strong=0.5 ≥")
+    # schedules that cross are caught at the step where they do (the config knows the step count)
+    cross = {"name": "sg", "omega": 2, "strong": {"gamma": {"schedule": "linear", "start": 0.0, "end": 0.8}},
+             "weak": {"gamma": 0.5}}
+    bad(rows(sg_flops={"recipe": cross}), "rows.sg_flops.recipe", "at step")
+    # CFG+SG and SG_FID may have γ_strong ≥ γ_weak (other condition / other model)
+    X.load_config("smoke", rows(cfg={"recipe": {"preset": "cfg+sg", "gamma_strong": 0.7, "gamma_weak": 0.2}}))
+
+
+def test_aux_checkpoint_must_be_saved_by_its_run():
+    msg = bad(rows(ag={"aux": {"run": "routing", "step": 15}}), "experiments.table2.rows.ag.aux.step=15",
+              "does not save a checkpoint", "save_steps = [10]")
+    assert "routing" in msg
+    bad(rows(ag={"aux": {"run": "dense", "step": 10}}), "rows.ag.aux.run='dense'")
+    bad(rows(ag={"aux": None}), "rows.ag", "auxiliary model", "aux:")
+    bad(rows(cfg={"aux": {"run": "routing", "step": 10}}), "rows.cfg.aux is given", "no auxiliary model")
+    bad(rows(cfg={"recipe": {"name": "x", "omega": 2, "strong": {"model": "main"}, "weak": {"model": "teacher"}}}),
+        "rows.cfg.recipe", "teacher")
+
+
+def test_runs_and_training_are_checked():
+    bad({"runs": {"routing": {"routes": ["1:9"]}}}, "runs.routing", "outside the model's blocks")
+    bad({"runs": {"routing": {"train": {"save_steps": [10, 99]}}}}, "runs.routing.train.save_steps", "99")
+    bad({"runs": {"routing": {"sparsity": "pruning"}}}, "runs.routing.sparsity='pruning'")
+    bad({"runs": {"routing": {"decoder": {"depth": 2}}}}, "runs.routing.decoder", "masking")
+    bad({"runs": {"bad/name": {"sparsity": "none", "train": {"steps": 1, "batch_size": 1}}}}, "bad/name")
+    bad({"experiments": {"table2": {"run": "nope"}}}, "experiments.table2.run='nope'")
+    bad({"experiments": {"table2": {"baseline": "nope"}}}, "experiments.table2.baseline='nope'")
+
+
+def test_data_model_and_metrics_agree():
+    bad({"model": {"input_size": 32}}, "model.input_size=32", "space-to-depth")
+    bad({"model": {"in_channels": 3}}, "model.in_channels=3")
+    bad({"model": {"num_classes": 1000}}, "model.num_classes=1000", "fashion_mnist has 10")
+    bad({"model": {"name": "SiT-Q/2"}}, "model.name='SiT-Q/2'")
+    bad({"data": {"codec": {"name": "jpeg"}}}, "data.codec.name='jpeg'")
+    bad({"data": {"dataset": "cifar"}}, "data.dataset='cifar'")
+    bad({"data": {"reference": {"n": 20000}}}, "data.reference.n=20000")
+    bad({"metrics": {"n": 17}}, "metrics.n=17 exceeds sampling.num_samples=16")
+    bad({"metrics": {"metrics": ["fid", "kid"]}}, "metrics.metrics='kid'")
+    bad({"sampling": {"solver": "dpm"}}, "sampling.solver='dpm'")
+    bad({"sampling": {"steps": 0}}, "sampling.steps=0")
+    bad({"data": {"reference": {"npz": None}}}, "data.reference.npz", preset="paper")
+
+
+def test_metric_and_extractor_names_match_the_metrics_package():
+    from sparse_guidance.metrics.evaluate import METRICS
+    assert X.METRICS == METRICS
+
+
+def test_layout_names_match_the_training_loop(smoke, tmp_path):
+    from sparse_guidance.train import checkpoint_path
+    layout = X.Layout(smoke)
+    assert layout.snapshot("routing", 10).rsplit("/", 1)[1] == checkpoint_path(tmp_path, 10).name
+    assert layout.samples("{experiment}", "{row}") == "results/smoke/samples/{experiment}/{row}.npz"
+
+
+def test_stage_graph(smoke):
+    exp = smoke["experiments"]["table2"]
+    report_in = X.stage_inputs(smoke, "report", experiment="table2")
+    for r in exp["rows"]:
+        assert X.Layout(smoke).metrics("table2", r) in report_in.values()
+    assert X.Layout(smoke).flops("table2") in report_in.values()
+    ag_in = X.stage_inputs(smoke, "sample", experiment="table2", row="ag")
+    assert X.Layout(smoke).snapshot("routing", 10) in ag_in.values()
+    assert X.Layout(smoke).checkpoint("routing") in ag_in.values()
+    assert ag_in["notebook"] == "notebooks/05_sample.ipynb"
+    assert X.stage_deps(smoke, "flops", experiment="table2") == []
+    for stage, ids in [("prepare_data", {}), ("train", {"run": "routing"}), ("report", {"experiment": "table2"})]:
+        assert X.notebook_for(stage, **ids).endswith(".ipynb")
+    with pytest.raises(ConfigError, match="takes"):
+        X.stage_outputs(smoke, "sample", experiment="table2")
+
+
+def test_digests_follow_the_config_a_job_depends_on(smoke):
+    d = lambda cfg, stage, **ids: X.job_digest(cfg, stage, **ids)  # noqa: E731
+    other = copy.deepcopy(smoke)
+    other["sampling"]["num_samples"] = 32
+    assert d(other, "train", run="routing") == d(smoke, "train", run="routing")
+    assert d(other, "sample", experiment="table2", row="cfg") != d(smoke, "sample", experiment="table2", row="cfg")
+    X.check_digest(smoke, "train", d(smoke, "train", run="routing"), run="routing")
+    X.check_digest(smoke, "train", None, run="routing")
+    with pytest.raises(ConfigError, match="changed after the workflow was planned"):
+        X.check_digest(other, "sample", d(smoke, "sample", experiment="table2", row="cfg"),
+                       experiment="table2", row="cfg")
+    longer = copy.deepcopy(smoke)
+    longer["runs"]["routing"]["train"]["steps"] = 40
+    assert X.resume_key(longer, "routing") == X.resume_key(smoke, "routing")
+    longer["runs"]["routing"]["train"]["lr"] = 0.1
+    assert X.resume_key(longer, "routing") != X.resume_key(smoke, "routing")
+    args = json.loads(X.notebook_args(smoke, {"results_dir": "/x"}, "sample", experiment="table2", row="cfg"))
+    assert args["overrides"] == {"results_dir": "/x"} and args["row"] == "cfg" and args["build_missing"] is False
+
+
+def test_resources_and_recipe_descriptions(smoke):
+    paper = X.load_config("paper")
+    assert X.rule_resources(paper, "train") == {"gpu": 1, "mem_mb": 128000, "runtime": 2880, "cpus_per_task": 16}
+    assert X.resources(smoke, "train")["threads"] == 1
+    with pytest.raises(ConfigError):
+        X.resources(smoke, "bogus")
+    from sparse_guidance.guidance import resolve_recipe
+    assert X.describe_recipe(resolve_recipe("unguided")) == "—"
+    assert X.describe_recipe(resolve_recipe("sg_flops")) == "ω=2.5, γ 0.5 / 0.9"
+    assert "aux: routing@10" in X.describe_recipe(resolve_recipe("sg_fid", 8), {"run": "routing", "step": 10})
+
+
+def test_a_recipe_override_replaces_the_recipe():
+    cfg = X.load_config("smoke", rows(cfg={"recipe": "unguided"}))
+    assert cfg["experiments"]["table2"]["rows"]["cfg"]["recipe"] == "unguided"
+    cfg = X.load_config("smoke", rows(sg_flops={"recipe": {"preset": "sg", "gamma_weak": 0.8}}))
+    assert cfg["experiments"]["table2"]["rows"]["sg_flops"]["recipe"] == {"preset": "sg", "gamma_weak": 0.8}
+    bad(rows(cfg={"recipe": {"preset": "cfg", "name": "x"}}), "rows.cfg.recipe", "not a usable recipe")

@@ -1,0 +1,123 @@
+"""pipeline.py and report.py on the smoke preset, in-process (the workflow test runs them through Snakemake)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sparse_guidance import experiments as X
+from sparse_guidance import pipeline as P
+from sparse_guidance import report as R
+from sparse_guidance.errors import ConfigError
+
+fashion = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
+                             reason="Debian's dataset-fashion-mnist is not installed")
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return X.load_config("smoke", {"results_dir": str(tmp_path / "smoke"), "data": {"train_limit": 64}})
+
+
+def test_to_uint8_is_adm_layout():
+    x = torch.tensor([-1.0, 0.0, 1.0, 2.0]).view(1, 1, 2, 2)
+    out = P.to_uint8(x)
+    assert out.dtype == np.uint8 and out.shape == (1, 2, 2, 3)
+    assert out[0, :, :, 0].tolist() == [[0, 128], [255, 255]] and (out[..., 0] == out[..., 2]).all()
+
+
+def test_noise_and_labels_do_not_depend_on_the_batch(cfg):
+    a = P.sample_noise(cfg, 0, 6)
+    b = torch.cat([P.sample_noise(cfg, 0, 2), P.sample_noise(cfg, 2, 6)])
+    assert torch.equal(a, b) and a.shape == (6, 4, 16, 16)
+    assert P.sample_labels(cfg, 8, 12).tolist() == [8, 9, 0, 1]
+    rnd = {**cfg, "sampling": {**cfg["sampling"], "labels": "random"}}
+    assert torch.equal(P.sample_labels(rnd, 0, 6)[2:], P.sample_labels(rnd, 2, 6))
+
+
+@fashion
+def test_build_missing_then_sample(cfg):
+    ran = P.build_missing(cfg, "sample", experiment="table2", row="ag", progress=False)
+    assert [s for s, _ in ran] == ["prepare_data", "encode_latents", "train"]
+    assert P.build_missing(cfg, "sample", experiment="table2", row="ag", progress=False) == []
+    layout = X.Layout(cfg)
+    summary = json.loads(Path(layout.run_summary("routing")).read_text())
+    assert summary["steps"] == 20 and Path(layout.snapshot("routing", 10)).exists()
+    info = P.sample_row(cfg, "table2", "ag", progress=False)
+    with np.load(layout.samples("table2", "ag")) as z:
+        arr = z["arr_0"]
+    assert arr.shape == (16, 32, 32, 3) and arr.dtype == np.uint8
+    assert info["aux"] == {"run": "routing", "step": 10} and info["recipe"]["weak"]["model"] == "aux"
+    # the same noise for every row: unguided differs from AG, but is reproducible
+    P.sample_row(cfg, "table2", "unguided", progress=False)
+    with np.load(layout.samples("table2", "unguided")) as z:
+        first = z["arr_0"]
+    P.sample_row(cfg, "table2", "unguided", progress=False)
+    with np.load(layout.samples("table2", "unguided")) as z:
+        assert np.array_equal(first, z["arr_0"])
+    assert not np.array_equal(first, arr)
+
+    # a training state made under other settings is not continued silently
+    other = X.load_config("smoke", {"results_dir": cfg["results_dir"], "data": {"train_limit": 64},
+                                    "runs": {"routing": {"train": {"lr": 0.5}}}})
+    with pytest.raises(ConfigError, match="trained with other settings"):
+        P.run_training(other, "routing", progress=False)
+    shorter = X.load_config("smoke", {"results_dir": cfg["results_dir"], "data": {"train_limit": 64},
+                                      "runs": {"routing": {"train": {"steps": 15}}}})
+    with pytest.raises(ConfigError, match="already trained for 20 steps"):
+        P.run_training(shorter, "routing", progress=False)
+    early = X.load_config("smoke", {"results_dir": cfg["results_dir"], "data": {"train_limit": 64},
+                                    "runs": {"routing": {"train": {"steps": 30, "save_steps": [5, 10]}}}})
+    with pytest.raises(ConfigError, match=r"snapshot step\(s\) \[5\]"):
+        P.run_training(early, "routing", progress=False)
+    longer = X.load_config("smoke", {"results_dir": cfg["results_dir"], "data": {"train_limit": 64},
+                                     "runs": {"routing": {"train": {"steps": 25}}}})
+    assert P.run_training(longer, "routing", progress=False)["steps"] == 25  # resumed, not restarted
+    log = (Path(layout.run_dir("routing")) / "log.csv").read_text().splitlines()
+    assert log[-1].startswith("25,")
+
+
+def test_count_flops_matches_the_recipes(cfg):
+    out = P.count_flops(cfg, "table2")
+    g = out["gflops"]
+    assert g["cfg"] == pytest.approx(2 * g["unguided"]) == pytest.approx(g["ag"]) == pytest.approx(g["icg"])
+    assert g["unguided"] < g["sg_fid"] < g["cfg"] and g["sg_flops"] < g["cfg"]
+    assert out["delta_gflops"]["unguided"] == 0
+    assert json.loads(Path(X.Layout(cfg).flops("table2")).read_text())["gflops"] == g
+
+
+def test_missing_inputs_name_the_stage(cfg):
+    with pytest.raises(ConfigError, match="does not exist"):
+        P.read_json(X.Layout(cfg).flops("table2"))
+    with pytest.raises(ConfigError, match="no row 'nope'"):
+        X.row_spec(cfg, "table2", "nope")
+
+
+def _rows():
+    base = dict(setting="—", recipe="unguided", steps=1200, batch_size=128, fid=50.0, fid_n=1000, ref_n=1000,
+                gflops=0.1234, delta_gflops=0.0, paper_epochs=400, paper_fid=4.89, paper_gflops=114.42,
+                paper_delta_gflops=0.0)
+    return [dict(base, row="unguided", method="SiT-T/2 + routing"),
+            dict(base, row="sg_flops", method="+SG_FLOPS", setting="ω=2.5, γ 0.5 / 0.9", fid=None,
+                 gflops=0.1, delta_gflops=-0.0234, paper_fid=2.14, paper_gflops=97.67, paper_delta_gflops=-16.75)]
+
+
+def test_table_formats():
+    rows = _rows()
+    cols = R.table2_columns(rows)
+    md = R.to_markdown(rows, cols, "caption")
+    assert md.splitlines()[0].startswith("| Method | Setting | #Steps | FID@1000 ↓ | GFLOPs ↓ | ΔGFLOPs ↓")
+    assert "| +SG_FLOPS | ω=2.5, γ 0.5 / 0.9 | 1,200 | — | 0.1000 | −0.0234 |" in md
+    assert "0 (baseline)" in md and md.rstrip().endswith("caption")
+    tex = R.to_latex(rows, cols, "FID_n & more")
+    assert r"+SG$_{\text{FLOPS}}$" in tex and r"$\omega$=2.5" in tex and r"FID\_n \& more" in tex
+    assert tex.count(r"\\") == 3  # header + 2 rows
+    import csv
+    parsed = list(csv.DictReader(R.to_csv(rows).splitlines()))
+    assert list(parsed[0])[:4] == ["row", "method", "setting", "recipe"]
+    assert parsed[1]["setting"] == "ω=2.5, γ 0.5 / 0.9" and parsed[1]["fid"] == "" and parsed[1]["gflops"] == "0.1"
+    assert R.latex_method("+SG_FID (ours)") == r"+SG$_{\text{FID}}$ (ours)"
+    assert R.fmt_delta(1e-9, 2) == "0 (baseline)" and R.fmt_delta(-16.75, 2) == "−16.75"

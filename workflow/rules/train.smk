@@ -1,0 +1,30 @@
+# Training: one rule per run of the config (train_<run>), because each run declares its own
+# snapshot files (train.save_steps: the early checkpoints AutoGuidance and SG_FID guide with).
+# The resumable state lives in runs/<run>/state/ (not an output, so a rerun or a cluster retry
+# continues from its last checkpoint); the declared outputs are published from it at the end.
+
+for _run in CFG["runs"]:
+
+    rule:
+        name:
+            f"train_{_run}"
+        input:
+            **X.stage_inputs(CFG, "train", run=_run),
+        output:
+            **X.stage_outputs(CFG, "train", run=_run),
+        log:
+            notebook=L.notebook("train", _run),
+            txt=L.log("train", _run),
+        benchmark:
+            L.benchmark("train", _run)
+        params:
+            preset=PRESET,
+            args=X.notebook_args(CFG, OVERRIDES, "train", run=_run),
+        threads: X.resources(CFG, "train")["threads"]
+        resources:
+            **X.rule_resources(CFG, "train"),
+        priority: 5
+        conda:
+            f"../../{CONDA_ENV}"
+        shell:
+            PAPERMILL
