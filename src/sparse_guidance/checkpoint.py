@@ -10,11 +10,11 @@ channels), so build the model with ``learn_sigma=True`` to load them:
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_open
 from .errors import ConfigError
 
 STATE_KEYS = ("ema", "model", "state_dict")
@@ -22,19 +22,8 @@ STATE_KEYS = ("ema", "model", "state_dict")
 
 def save_atomic(obj, path):
     """torch.save to a temporary file in the same folder, then rename: a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        torch.save(obj, f)
 
 
 def read_checkpoint(path) -> dict:

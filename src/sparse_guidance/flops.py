@@ -24,7 +24,7 @@ import warnings
 import torch
 
 from .errors import ConfigError
-from .guidance import Recipe, resolve_recipe
+from .guidance import resolve_recipe
 from .models import build_model
 from .models.sparsity import check_gamma, num_kept
 

@@ -25,8 +25,6 @@ import bisect
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_open
 from ..errors import ConfigError
 from .codecs import Codec
 
@@ -62,17 +61,8 @@ def _sha256(path: Path) -> str:
 
 def _write_atomic(path: Path, data: bytes):
     """Write bytes to a temporary file beside path, fsync, then rename over path."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

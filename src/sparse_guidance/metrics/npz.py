@@ -8,8 +8,6 @@ batch by batch, so a 50k x 256² x 3 sample set (9.8 GB) never sits in memory wh
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from ..atomic import atomic_open
 from ..errors import ConfigError
 
 IMAGES_KEY = "arr_0"
@@ -194,18 +193,8 @@ def save_npz_atomic(path, **arrays) -> Path:
     """np.savez to a temporary file in the same folder, then rename: a kill never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; caches are shared like any result file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
     return path
 
 
