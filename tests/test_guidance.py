@@ -347,3 +347,14 @@ def test_recipe_note_round_trips():
     assert r.note == "Table 2 row"
     assert parse_recipe(r.to_dict()).to_dict() == r.to_dict()
     assert "note" not in parse_recipe(preset("cfg")).to_dict()
+
+
+def test_preset_spec_may_rename_and_annotate():
+    from sparse_guidance import ConfigError
+    from sparse_guidance.guidance import resolve_recipe
+
+    r = resolve_recipe({"preset": "cfg", "omega": 2.0, "name": "cfg_w2", "note": "Fig. 6"})
+    assert (r.name, r.omega, r.note, r.weak.cond) == ("cfg_w2", 2.0, "Fig. 6", "null")
+    import pytest
+    with pytest.raises(ConfigError, match="gamma_strong"):
+        resolve_recipe({"preset": "cfg", "gamma_strong": 0.2})

@@ -251,6 +251,6 @@ def resolve_recipe(spec, num_steps: int | None = None) -> Recipe:
     if isinstance(spec, str):
         spec = preset(spec)
     elif isinstance(spec, dict) and "preset" in spec:
-        over = {k: v for k, v in spec.items() if k != "preset"}
-        spec = preset(spec["preset"], **over)
+        over = {k: v for k, v in spec.items() if k not in ("preset", "name", "note")}
+        spec = {**preset(spec["preset"], **over), **{k: spec[k] for k in ("name", "note") if k in spec}}
     return parse_recipe(spec, num_steps)
