@@ -209,4 +209,4 @@ def test_a_recipe_override_replaces_the_recipe():
     assert cfg["experiments"]["table2"]["rows"]["cfg"]["recipe"] == "unguided"
     cfg = X.load_config("smoke", rows(sg_flops={"recipe": {"preset": "sg", "gamma_weak": 0.8}}))
     assert cfg["experiments"]["table2"]["rows"]["sg_flops"]["recipe"] == {"preset": "sg", "gamma_weak": 0.8}
-    bad(rows(cfg={"recipe": {"preset": "cfg", "gamma_weak": 0.5}}), "rows.cfg.recipe", "not a usable recipe")
+    bad(rows(cfg={"recipe": {"preset": "cfg", "gamma_weak": 0.5}}), "rows.cfg.recipe", "takes ['omega']")
