@@ -90,11 +90,8 @@ def save_images_npz(path, images: np.ndarray, **extra) -> Path:
 
 
 def _copy_atomic(src, dst):
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with open(src, "rb") as fsrc, atomic_open(dst) as fdst:
+        shutil.copyfileobj(fsrc, fdst)
 
 
 def _publish(src, dst):

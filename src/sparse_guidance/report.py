@@ -13,13 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import experiments as X
+from .atomic import atomic_open
 from .errors import ConfigError
 
 
@@ -189,13 +188,8 @@ def to_csv(rows: list[dict], columns=CSV_COLUMNS) -> str:
 
 
 def _write_text(path, text: str):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_open(path, "w") as f:
         f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 REPORTS = {"table2": (table2_rows, table2_columns, table2_caption)}

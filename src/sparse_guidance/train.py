@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from .atomic import atomic_open
 from .checkpoint import load_weights, read_checkpoint, save_atomic
 from .errors import ConfigError
 from .flow import draw, ema_update, make_ema, training_loss
@@ -174,10 +174,8 @@ def _truncate_log(path: Path, step: int):
     with open(path) as f:
         rows = list(csv.reader(f))
     keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step] if rows else []
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path, "w") as f:
         csv.writer(f).writerows(keep)
-    os.replace(tmp, path)
 
 
 def _append_log(path: Path, step: int, loss: float, ips: float, lr: float):
