@@ -10,7 +10,7 @@ import json
 import sys
 
 from ..errors import ConfigError
-from .evaluate import METRICS, evaluate_npz
+from .evaluate import DEFAULT_METRICS, METRICS, evaluate_npz
 from .paired import paired_distance
 
 
@@ -20,10 +20,11 @@ def parse_args(argv=None):
     p.add_argument("--samples", required=True, help="ADM sample set: .npz with arr_0 uint8 NHWC")
     p.add_argument("--ref", help="reference npz: ADM reference batch, build_reference() output, or an image set")
     p.add_argument("--n", type=int, help="evaluate the first N samples (default: all)")
-    p.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {','.join(METRICS)}")
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                   help=f"comma-separated subset of {','.join(METRICS)} (acc needs labels, arr_1, and a class-logit network)")
     p.add_argument("--paired", help="second sample set from the same noise: adds a paired LPIPS-style distance")
-    p.add_argument("--extractor", default="auto", help="auto | offline | inception-v3-compat")
-    p.add_argument("--weights", help="Inception weights file for the chosen extractor")
+    p.add_argument("--extractor", default="auto", help="auto | offline | inception-v3-compat | classifier")
+    p.add_argument("--weights", help="weights file of the chosen extractor (classifier: classifier.pt)")
     p.add_argument("--cache-dir", help="feature/statistics cache (default: .metrics-cache/ beside each npz)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", help="cpu | cuda (default: cuda if available)")

@@ -239,11 +239,20 @@ def resolve_extractor(extractor="auto", weights_path=None, device=None):
     "auto": torch-fidelity's ``inception-v3-compat`` (with logits) if its weights are given or cached,
     else the offline TorchScript network. "offline" / "fid-inception-torchscript": the TorchScript
     network (``weights_path`` may point to another copy). "inception-v3-compat": needs its weights.
+    "classifier": the pipeline's Fashion-MNIST classifier (metrics/classifier.py, not Inception);
+    ``weights_path`` is its weights file.
     """
     if hasattr(extractor, "extract"):
         return extractor
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if extractor == "auto":
+    if extractor == "classifier":
+        from .classifier import ClassifierExtractor
+
+        if weights_path is None:
+            raise ConfigError("extractor 'classifier' needs weights_path: the Fashion-MNIST classifier's weights "
+                              "file, which the workflow's classifier stage writes (classifier/classifier.pt).")
+        ext = ClassifierExtractor(weights_path)
+    elif extractor == "auto":
         compat = compat_weights_path(weights_path)
         ext = CompatInception(compat) if compat is not None else OfflineInception()
     elif extractor in ("offline", OFFLINE_NAME):
@@ -256,7 +265,8 @@ def resolve_extractor(extractor="auto", weights_path=None, device=None):
                               "weights_path; offline, use extractor='offline' (no Inception Score).")
         ext = CompatInception(compat)
     else:
-        raise ConfigError(f"unknown feature extractor {extractor!r}; use 'auto', 'offline' or {COMPAT_NAME!r}.")
+        raise ConfigError(f"unknown feature extractor {extractor!r}; use 'auto', 'offline', {COMPAT_NAME!r} or "
+                          "'classifier'.")
     return ext.to(device).eval()
 
 
