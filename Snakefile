@@ -51,8 +51,6 @@ wildcard_constraints:
 
 localrules:
     all,
-    table2,
-    report_table2,
 
 
 include: "workflow/rules/data.smk"
@@ -62,8 +60,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
-# `all`: the report of every experiment in the config; for now that is Table 2 only (each table
-# or figure the workflow learns joins it through its report rule and the config's experiments:).
+# `all`: the report of every experiment in the config (its tables and figures).
 rule all:
     default_target: True
     input:

@@ -50,7 +50,17 @@ def test_paper_preset_is_the_papers_setting():
     assert cfg["metrics"]["n"] == cfg["sampling"]["num_samples"] == 50000
     assert cfg["data"]["codec"]["name"] == "sd-vae-ft-ema" and cfg["data"]["reference"]["npz"].endswith(
         "VIRTUAL_imagenet256_labeled.npz")
-    assert X.resources(cfg, "train")["gpu"] == 1
+    assert X.resources(cfg, "train")["gpu"] == 4 and X.resources(cfg, "sample")["gpu"] == 1
+    masking = cfg["runs"]["masking"]  # Table A2: MaskDiT decoder 8 x 512, 16 heads, ratio 0.5; 160 epochs
+    assert masking["decoder"] == {"depth": 8, "width": 512, "heads": 16} and masking["train_gamma"] == 0.5
+    assert masking["train"]["steps"] == 800_000 and 800_000 in tr["save_steps"]  # Table 1 at 160 epochs
+    for name in ("routing_ft400k", "routing_ft800k"):  # dense finetuning: lr 1e-5 (Table A2), all tokens
+        ft = cfg["runs"][name]["train"]
+        assert ft["lr"] == 1e-5 and ft["gamma"] == 0.0 and ft["batch_size"] == 256
+    aux = {r["aux"]["step"] for r in cfg["experiments"]["fig7"]["rows"].values() if r.get("aux")}
+    assert aux == {50000, 100000, 400000, 800000}  # Fig. 7's auxiliary checkpoints
+    assert {r["tags"]["omega"] for r in cfg["experiments"]["fig6"]["rows"].values()} == {1.3, 1.5, 1.7, 1.9}
+    assert cfg["experiments"]["fig6"]["metrics"]["n"] == 5000  # FID@5k for the grids (§4.3)
 
 
 def test_overrides_merge_deeply(smoke):
@@ -111,7 +121,7 @@ def test_aux_checkpoint_must_be_saved_by_its_run():
     msg = bad(rows(ag={"aux": {"run": "routing", "step": 15}}), "experiments.table2.rows.ag.aux.step=15",
               "does not save a checkpoint", "save_steps = [10]")
     assert "routing" in msg
-    bad(rows(ag={"aux": {"run": "dense", "step": 10}}), "rows.ag.aux.run='dense'")
+    bad(rows(ag={"aux": {"run": "teacher", "step": 10}}), "rows.ag.aux.run='teacher'")
     bad(rows(ag={"aux": None}), "rows.ag", "auxiliary model", "aux:")
     bad(rows(cfg={"aux": {"run": "routing", "step": 10}}), "rows.cfg.aux is given", "no auxiliary model")
     bad(rows(cfg={"recipe": {"name": "x", "omega": 2, "strong": {"model": "main"}, "weak": {"model": "teacher"}}}),
@@ -165,7 +175,8 @@ def test_stage_graph(smoke):
     assert X.Layout(smoke).snapshot("routing", 10) in ag_in.values()
     assert X.Layout(smoke).checkpoint("routing") in ag_in.values()
     assert ag_in["notebook"] == "notebooks/05_sample.ipynb"
-    assert X.stage_deps(smoke, "flops", experiment="table2") == []
+    assert X.stage_deps(smoke, "flops") == []
+    assert set(X.stage_outputs(smoke, "flops")) == set(smoke["experiments"])  # one job counts them all
     for stage, ids in [("prepare_data", {}), ("train", {"run": "routing"}), ("report", {"experiment": "table2"})]:
         assert X.notebook_for(stage, **ids).endswith(".ipynb")
     with pytest.raises(ConfigError, match="takes"):
@@ -174,8 +185,7 @@ def test_stage_graph(smoke):
 
 def test_digests_follow_the_config_a_job_depends_on(smoke):
     d = lambda cfg, stage, **ids: X.job_digest(cfg, stage, **ids)  # noqa: E731
-    other = copy.deepcopy(smoke)
-    other["sampling"]["num_samples"] = 32
+    other = X.load_config("smoke", {"sampling": {"num_samples": 32}})
     assert d(other, "train", run="routing") == d(smoke, "train", run="routing")
     assert d(other, "sample", experiment="table2", row="cfg") != d(smoke, "sample", experiment="table2", row="cfg")
     X.check_digest(smoke, "train", d(smoke, "train", run="routing"), run="routing")
@@ -194,7 +204,8 @@ def test_digests_follow_the_config_a_job_depends_on(smoke):
 
 def test_resources_and_recipe_descriptions(smoke):
     paper = X.load_config("paper")
-    assert X.rule_resources(paper, "train") == {"gpu": 1, "mem_mb": 128000, "runtime": 2880, "cpus_per_task": 16}
+    assert X.rule_resources(paper, "train") == {"gpu": 4, "mem_mb": 256000, "runtime": 2880, "cpus_per_task": 32}
+    assert X.rule_resources(paper, "finetune") == {"gpu": 4, "mem_mb": 256000, "runtime": 1440, "cpus_per_task": 32}
     assert X.resources(smoke, "train")["threads"] == 1
     with pytest.raises(ConfigError):
         X.resources(smoke, "bogus")
@@ -210,3 +221,108 @@ def test_a_recipe_override_replaces_the_recipe():
     cfg = X.load_config("smoke", rows(sg_flops={"recipe": {"preset": "sg", "gamma_weak": 0.8}}))
     assert cfg["experiments"]["table2"]["rows"]["sg_flops"]["recipe"] == {"preset": "sg", "gamma_weak": 0.8}
     bad(rows(cfg={"recipe": {"preset": "cfg", "gamma_weak": 0.5}}), "rows.cfg.recipe", "takes ['omega']")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables and figures as data: grids, seeds, rows shared between experiments, finetuning runs
+# ---------------------------------------------------------------------------------------------
+
+def grid_exp(*grids, **extra):
+    return {"experiments": {"fig6": {"run": "routing", "grids": list(grids), **extra}}}
+
+
+def test_every_table_and_figure_is_an_experiment_of_each_preset():
+    for preset in ("smoke", "embedded", "paper"):
+        cfg = X.load_config(preset)
+        assert set(cfg["experiments"]) == set(X.EXPERIMENTS), preset
+        for e in X.EXPERIMENTS:
+            outs = X.stage_outputs(cfg, "report", experiment=e)
+            assert set(outs) == ({"csv", "md", "tex"} if e in X.TABLES else {"png", "pdf", "csv"})
+            assert X.notebook_for("report", experiment=e).startswith("notebooks/")
+
+
+def test_a_grid_expands_to_tagged_rows():
+    cfg = X.load_config("smoke", grid_exp({"name": "sg", "label": "SG", "recipe": "ag+sg",
+                                           "aux": {"run": "routing", "step": 10},
+                                           "axes": {"omega": [1.5, 2.0], "gammas": [0.0, 0.5, 0.9]}}))
+    rows = cfg["experiments"]["fig6"]["rows"]
+    ids = [r for r in rows if r.startswith("sg-")]
+    assert len(ids) == 2 * 3  # 2 ω x the 3 pairs γs < γw of 3 values
+    r = rows["sg-w2-gs0.5-gw0.9"]
+    assert r["recipe"] == {"preset": "ag+sg", "omega": 2.0, "gamma_strong": 0.5, "gamma_weak": 0.9}
+    assert r["tags"] == {"grid": "sg", "omega": 2.0, "gamma_strong": 0.5, "gamma_weak": 0.9}
+    assert r["aux"] == {"run": "routing", "step": 10} and r["run"] == "routing" and r["label"] == "SG"
+    assert all(rows[i]["tags"]["gamma_strong"] < rows[i]["tags"]["gamma_weak"] for i in ids)
+
+
+def test_grid_axes_for_steps_runs_and_aux_checkpoints():
+    cfg = X.load_config("smoke", {"experiments": {"fig7": {"grids": [
+        {"name": "a", "recipe": "ag+sg", "aux": {"run": "routing"}, "axes": {"aux_step": [10], "omega": [2.0]}},
+        {"name": "c", "recipe": "cfg", "axes": {"step": [10, 20], "run": ["routing"]}}]}}})
+    rows = cfg["experiments"]["fig7"]["rows"]
+    assert rows["a-aux10-w2"]["aux"] == {"run": "routing", "step": 10}
+    assert rows["c-it10-routing"]["step"] == 10
+    assert rows["c-it20-routing"]["step"] is None  # the final step is the final checkpoint (last.pt)
+
+
+def test_bad_grids_name_the_grid():
+    bad(grid_exp({"name": "g", "recipe": "sg", "axes": {"gamma_strong": [0.9], "gamma_weak": [0.5]}}),
+        "experiments.fig6.grids[0] (row g-gs0.9-gw0.5).recipe", "γ_strong=0.9 ≥ γ_weak=0.5")
+    bad(grid_exp({"name": "g", "recipe": "sg", "axes": {"gammas": [0.5]}}), "gives no pair")
+    bad(grid_exp({"name": "g", "recipe": "sg", "axes": {"omega": 2.0}}), "axes.omega=2.0 must be a non-empty list")
+    bad(grid_exp({"name": "g", "recipe": "sg", "axes": {"step": [15]}}), "(row g-it15).step=15",
+        "does not save a checkpoint")
+    bad(grid_exp({"name": "g", "recipe": "cfg", "axes": {"gamma_weak": [0.5]}}), "takes ['omega']")
+    bad(grid_exp({"name": "g", "recipe": "sg", "axes": {"omega": [2]}, "colour": "red"}), "grids[0].colour")
+
+
+def test_seeds_replicate_rows():
+    cfg = X.load_config("smoke", {"experiments": {"table1": {"seeds": [3, 4]}}})
+    rows = cfg["experiments"]["table1"]["rows"]
+    assert "cfg_routing.s3" in rows and "cfg_routing.s4" in rows and "cfg_routing" not in rows
+    assert rows["cfg_routing.s4"]["seed"] == 4 and rows["cfg_routing.s4"]["tags"] == {"base": "cfg_routing", "seed": 4}
+    assert X.job_digest(cfg, "sample", experiment="table1", row="cfg_routing.s3") != \
+        X.job_digest(cfg, "sample", experiment="table1", row="cfg_routing.s4")
+    bad({"experiments": {"table1": {"seeds": []}}}, "experiments.table1.seeds")
+
+
+def test_rows_shared_between_experiments(smoke):
+    assert X.resolve_source(smoke["experiments"], "fig1", "sg_fid") == ("table2", "sg_fid")
+    assert X.source_row(smoke, "figA7", "sg_fid") is smoke["experiments"]["table2"]["rows"]["sg_fid"]
+    deps = X.stage_deps(smoke, "report", experiment="fig1")
+    assert ("evaluate", {"experiment": "table2", "row": "cfg"}) in deps
+    assert not any(d[0] == "sample" and d[1]["experiment"] == "fig1" for d in deps)
+    bad({"experiments": {"fig1": {"rows": {"x": {"same_as": "table2/nope"}}}}}, "fig1.rows.x.same_as",
+        "no such row")
+    bad({"experiments": {"fig1": {"rows": {"x": {"same_as": "table2"}}}}}, "'<experiment>/<row>'")
+    bad({"experiments": {"fig1": {"rows": {"x": {"same_as": "fig1/x"}}}}}, "cycle")
+    bad({"experiments": {"fig1": {"rows": {"x": {"same_as": "table2/cfg", "recipe": "cfg"}}}}}, "fig1.rows.x.recipe")
+
+
+def test_figure_metrics_and_sampling_overrides(smoke):
+    fig2 = smoke["experiments"]["fig2"]
+    assert fig2["metrics"]["extractor"] == "classifier" and "acc" in fig2["metrics"]["metrics"]
+    assert ("classifier", {}) in X.stage_deps(smoke, "evaluate", experiment="fig2", row="dense_cfg-w1.5")
+    assert ("reference_stats", {}) in X.stage_deps(smoke, "evaluate", experiment="table2", row="cfg")
+    assert smoke["classifier"]["steps"] == 30
+    cfg = X.load_config("smoke", {"experiments": {"fig4": {"sampling": {"num_samples": 8}, "metrics": {"n": 8}}}})
+    assert cfg["experiments"]["fig4"]["sampling"]["num_samples"] == 8 and cfg["sampling"]["num_samples"] == 16
+    bad({"experiments": {"fig4": {"metrics": {"n": 64}}}}, "experiments.fig4.metrics.n=64", "num_samples")
+    bad({"experiments": {"fig4": {"sampling": {"colour": 1}}}}, "experiments.fig4.sampling.colour")
+    bad({"experiments": {"fig3": {"rows": {}}}}, "experiments.fig3")  # the paper's Fig. 3 is a diagram
+    bad({"experiments": {"fig2": {"metrics": {"extractor": "classifier"}}}}, "Fashion-MNIST classifier",
+        preset="paper")
+
+
+def test_finetuning_runs_start_from_a_snapshot(smoke):
+    ft = smoke["runs"]["routing_ft10"]
+    assert ft["init"] == {"run": "routing", "step": 10} and ft["train"]["gamma"] == 0.0
+    assert ("train", {"run": "routing"}) in X.stage_deps(smoke, "train", run="routing_ft10")
+    assert X.train_family(smoke, "routing_ft10") == "finetune" and X.train_family(smoke, "routing") == "train"
+    ft_runs = lambda **init: {"runs": {"routing_ft10": {"init": init}}}  # noqa: E731
+    bad(ft_runs(run="nope", step=10), "runs.routing_ft10.init.run='nope'")
+    bad(ft_runs(run="routing", step=15), "runs.routing_ft10.init.step=15", "does not save")
+    bad(ft_runs(run="routing_ft10", step=10), "cannot start from itself")
+    bad(ft_runs(run="dense", step=10), "must have the architecture of 'dense'")
+    bad({"compute": {"nproc": 0}}, "compute.nproc=0")
+    assert X.load_config("smoke", {"compute": {"nproc": 2}})["compute"]["nproc"] == 2

@@ -65,16 +65,18 @@ def test_build_missing_then_sample(cfg):
                                     "runs": {"routing": {"train": {"lr": 0.5}}}})
     with pytest.raises(ConfigError, match="trained with other settings"):
         P.run_training(other, "routing", progress=False)
+    fig5 = {"fig5": {"grids": [{"name": "cfg", "recipe": "cfg", "axes": {"step": [10]}}]}}  # its step 20 is gone
     shorter = X.load_config("smoke", {"results_dir": cfg["results_dir"], "data": {"train_limit": 64},
-                                      "runs": {"routing": {"train": {"steps": 15}}}})
+                                      "runs": {"routing": {"train": {"steps": 15}}}, "experiments": fig5})
     with pytest.raises(ConfigError, match="already trained for 20 steps"):
         P.run_training(shorter, "routing", progress=False)
     early = X.load_config("smoke", {"results_dir": cfg["results_dir"], "data": {"train_limit": 64},
-                                    "runs": {"routing": {"train": {"steps": 30, "save_steps": [5, 10]}}}})
+                                    "runs": {"routing": {"train": {"steps": 30, "save_steps": [5, 10]}}},
+                                    "experiments": fig5})
     with pytest.raises(ConfigError, match=r"snapshot step\(s\) \[5\]"):
         P.run_training(early, "routing", progress=False)
     longer = X.load_config("smoke", {"results_dir": cfg["results_dir"], "data": {"train_limit": 64},
-                                     "runs": {"routing": {"train": {"steps": 25}}}})
+                                     "runs": {"routing": {"train": {"steps": 25}}}, "experiments": fig5})
     assert P.run_training(longer, "routing", progress=False)["steps"] == 25  # resumed, not restarted
     log = (Path(layout.run_dir("routing")) / "log.csv").read_text().splitlines()
     assert log[-1].startswith("25,")
@@ -121,3 +123,74 @@ def test_table_formats():
     assert parsed[1]["setting"] == "ω=2.5, γ 0.5 / 0.9" and parsed[1]["fid"] == "" and parsed[1]["gflops"] == "0.1"
     assert R.latex_method("+SG_FID (ours)") == r"+SG$_{\text{FID}}$ (ours)"
     assert R.fmt_delta(1e-9, 2) == "0 (baseline)" and R.fmt_delta(-16.75, 2) == "−16.75"
+
+
+@fashion
+def test_sample_sets_resume_and_carry_labels(cfg, monkeypatch):
+    """A sampling job killed after some batches continues from them, and its result equals an
+    uninterrupted run's; the npz carries the class labels (arr_1) the accuracy metric reads."""
+    cfg = X.load_config("smoke", {"results_dir": cfg["results_dir"], "data": {"train_limit": 64},
+                                  "experiments": {"table2": {"sampling": {"batch_size": 4}}}})
+    P.build_missing(cfg, "sample", experiment="table2", row="cfg", progress=False)
+    layout = X.Layout(cfg)
+    P.sample_row(cfg, "table2", "cfg", progress=False)
+    with np.load(layout.samples("table2", "cfg")) as z:
+        full, labels = z["arr_0"], z["arr_1"]
+    assert labels.tolist() == [i % 10 for i in range(16)] and full.shape[0] == 16
+    parts = P._parts_dir(layout.samples("table2", "cfg"))
+    assert not parts.exists()  # cleaned up once the set is written
+
+    import sparse_guidance.sampling as S
+    real, calls = S.sample, []
+
+    def dies_on_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(S, "sample", dies_on_third)
+    Path(layout.samples("table2", "cfg")).unlink()
+    with pytest.raises(KeyboardInterrupt):
+        P.sample_row(cfg, "table2", "cfg", progress=False)
+    assert sorted(p.name for p in parts.glob("*.npz")) == ["000000.npz", "000001.npz"]
+    assert not Path(layout.samples("table2", "cfg")).exists()
+    calls.clear()
+    monkeypatch.setattr(S, "sample", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    info = P.sample_row(cfg, "table2", "cfg", progress=False)
+    assert info["batches_resumed"] == 2 and len(calls) == 2  # only the missing batches were drawn
+    with np.load(layout.samples("table2", "cfg")) as z:
+        assert np.array_equal(z["arr_0"], full) and np.array_equal(z["arr_1"], labels)
+    # parts of another setting are not reused
+    parts.mkdir()
+    (parts / "key.txt").write_text("other")
+    (parts / "000000.npz").write_bytes(b"junk")
+    assert P.sample_row(cfg, "table2", "cfg", progress=False)["batches_resumed"] == 0
+
+
+@fashion
+def test_dense_finetuning_starts_from_the_snapshot(cfg):
+    P.build_missing(cfg, "train", run="routing_ft10", progress=False)
+    layout = X.Layout(cfg)
+    summary = P.run_training(cfg, "routing_ft10", progress=False)
+    assert summary["steps"] == 5
+    from sparse_guidance.checkpoint import read_checkpoint
+    snap = read_checkpoint(layout.snapshot("routing", 10))
+    ft = read_checkpoint(layout.checkpoint("routing_ft10"))
+    # 5 steps at lr 1e-4 move the weights a little from the snapshot's EMA, not from a fresh init
+    w = "blocks.0.attn.qkv.weight"
+    start, end = snap["ema"][w], ft["model"][w]
+    assert 0 < (end - start).abs().max() < 0.05 * start.abs().max()
+    fresh = X.build_run_model(cfg, "routing_ft10").state_dict()[w]
+    assert (end - fresh).abs().max() > 10 * (end - start).abs().max()
+
+
+def test_seed_replicates_aggregate_to_mean_and_std():
+    rows = [{"row": f"a.s{i}", "tags": {"base": "a", "seed": i}, "fid": v, "acc": None} for i, v in enumerate([1., 3.])]
+    rows.append({"row": "b", "tags": {}, "fid": 5.0, "acc": 0.5})
+    out = R.aggregate_seeds(rows)
+    assert [r["row"] for r in out] == ["a", "b"]
+    assert out[0]["fid"] == 2.0 and out[0]["fid_std"] == pytest.approx(2 ** 0.5) and out[0]["seeds"] == 2
+    assert out[0]["acc"] is None and out[1]["fid_std"] is None and out[1]["seeds"] == 1
+    col = R.Column("fid", "FID", "FID", "{:.2f}")
+    assert R.cell(out[0], col) == "2.00 ± 1.41" and R.cell(out[1], col) == "5.00"

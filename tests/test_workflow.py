@@ -1,5 +1,6 @@
 """The Snakemake workflow: lint, dry runs per preset and profile, bad configurations that stop it
-before any job, the notebooks, and the smoke `table2` target run for real (CPU, a few minutes).
+before any job, the notebooks, and the smoke `all` target (every table and figure) run for real
+(CPU, several minutes).
 
 Everything runs in a copy of the workflow files in a temporary folder, so the repository's own
 results/ and .snakemake/ are never touched.
@@ -60,10 +61,17 @@ def repo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def smoke_run(repo):
-    """`snakemake table2 --config preset=smoke`, run once for the module; (process, seconds)."""
+    """`snakemake all --config preset=smoke`, run once for the module; (process, seconds)."""
     t0 = time.perf_counter()
-    p = snakemake(repo, "table2", "--config", "preset=smoke", timeout=900)
+    p = snakemake(repo, "all", "--config", "preset=smoke", timeout=1800)
     return p, time.perf_counter() - t0
+
+
+def sampled_rows(preset: str) -> int:
+    """Sampling jobs of `all`: every row of every experiment except those reusing another's samples."""
+    from sparse_guidance import experiments as X
+    cfg = X.load_config(preset)
+    return sum(1 for e in cfg["experiments"].values() for r in e["rows"].values() if not r.get("same_as"))
 
 
 def test_slurm_link():
@@ -90,14 +98,21 @@ def test_dry_runs_every_preset_and_profile(repo, tmp_path):
     for (profile, preset), p in done.items():
         text = output(p)
         assert p.returncode == 0, f"{profile}/{preset}:\n{text[-3000:]}"
-        for job in ("prepare_data", "encode_latents", "reference_stats", "train_routing", "sample", "evaluate",
-                    "flops", "report_table2", "table2"):
-            assert f"rule {job}:" in text, f"{profile}/{preset}: no {job} job\n{text[-2000:]}"
-        assert text.count("rule sample:") == 6 and text.count("rule evaluate:") == 6
+        if preset == "(profile's preset)":
+            continue
+        from sparse_guidance import experiments as X
+        jobs = ["prepare_data", "encode_latents", "reference_stats", "classifier", "train_routing", "train_masking",
+                "train_dense", "sample", "evaluate", "flops", "all"]
+        jobs += [f"report_{e}" for e in X.EXPERIMENTS] + [f"localrule {e}" for e in X.EXPERIMENTS]
+        jobs += ["finetune_routing_ft10"] if preset == "smoke" else []
+        for job in jobs:
+            assert f"rule {job}:" in text or f"{job}:" in text, f"{profile}/{preset}: no {job} job\n{text[-2000:]}"
+        n = sampled_rows(preset)
+        assert text.count("rule sample:") == n and text.count("rule evaluate:") == n, (preset, n)
         if profile == "slurm":
             assert "slurm_partition=" in text
     paper = output(done[("slurm", "(profile's preset)")])
-    assert "results/paper/" in paper and "gpu=1" in paper and "cpus_per_task=16" in paper
+    assert "results/paper/" in paper and "gpu=4" in paper and "cpus_per_task=32" in paper
     assert "results/embedded/" in output(done[("default", "embedded")])
 
 
@@ -112,6 +127,14 @@ BAD = {  # name: (how it is injected, YAML or --config items, what the message m
     "aux step not saved": ("preset", "extends: smoke\nexperiments: {table2: {rows: {ag: {aux: {run: routing, "
                            "step: 15}}}}}", ["experiments.table2.rows.ag.aux.step=15", "does not save a checkpoint"]),
     "unknown preset": ("config", "preset=no_such_preset", ["unknown config preset 'no_such_preset'"]),
+    "unknown figure": ("target", "fig3", ["No rule to produce fig3"]),
+    "grid with gamma_strong >= gamma_weak": (
+        "configfile", "experiments: {fig6: {grids: [{name: bad, recipe: sg, axes: {gamma_strong: [0.6], "
+        "gamma_weak: [0.3]}}]}}", ["experiments.fig6.grids[0] (row bad-gs0.6-gw0.3).recipe",
+                                   "γ_strong=0.6 ≥ γ_weak=0.3"]),
+    "checkpoint step not saved": (
+        "configfile", "experiments: {fig5: {grids: [{name: late, recipe: cfg, axes: {step: [12]}}]}}",
+        ["experiments.fig5.grids[0] (row late-it12).step=12", "does not save a checkpoint"]),
 }
 
 
@@ -151,9 +174,11 @@ def test_a_failing_notebook_keeps_its_executed_copy(repo, tmp_path):
 
 
 def test_notebooks_are_clean_and_parameterised():
-    assert [p.name for p in NOTEBOOKS] == ["01_prepare_data.ipynb", "02_encode_latents.ipynb",
-                                           "03_reference_stats.ipynb", "04_train.ipynb", "05_sample.ipynb",
-                                           "06_evaluate.ipynb", "07_flops.ipynb", "10_table2.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_prepare_data.ipynb", "02_encode_latents.ipynb", "03_reference_stats.ipynb", "04_train.ipynb",
+        "05_sample.ipynb", "06_evaluate.ipynb", "07_flops.ipynb", "08_classifier.ipynb", "10_table2.ipynb",
+        "11_table1.ipynb", "12_table3.ipynb", "20_fig1.ipynb", "21_fig2.ipynb", "22_fig4.ipynb", "23_fig5.ipynb",
+        "24_fig6.ipynb", "25_fig7.ipynb", "26_fig8.ipynb", "30_sample_grids.ipynb"]
     from sparse_guidance import experiments as X
     referenced = {v for v in X.NOTEBOOKS.values() if isinstance(v, str)} | set(X.NOTEBOOKS["report"].values())
     assert referenced == {f"notebooks/{p.name}" for p in NOTEBOOKS}
@@ -173,7 +198,7 @@ def test_notebooks_are_clean_and_parameterised():
 def test_smoke_table2_runs(repo, smoke_run):
     p, seconds = smoke_run
     assert p.returncode == 0, output(p)[-5000:]
-    print(f"smoke table2: {seconds:.0f} s")
+    print(f"smoke all: {seconds:.0f} s")
     res = repo / "results" / "smoke"
     with open(res / "tables" / "table2.csv") as f:
         rows = list(csv.DictReader(f))
@@ -195,14 +220,73 @@ def test_smoke_table2_runs(repo, smoke_run):
         assert needle in tex
     assert tex.count(r"\\") == 1 + len(TABLE2_ROWS)
     # every job left its executed notebook, its log and a benchmark
-    for stage in ("prepare_data", "encode_latents", "reference_stats", "train-routing", "flops-table2",
+    for stage in ("prepare_data", "encode_latents", "reference_stats", "train-routing", "flops",
                   "sample-table2-sg_fid", "evaluate-table2-ag", "report-table2"):
         assert (res / "notebooks" / f"{stage}.ipynb").exists() and (res / "benchmarks" / f"{stage}.tsv").exists()
     m = json.loads((res / "metrics" / "table2" / "sg_fid.json").read_text())
     assert m["fid_n"] == 16 and m["ref_n"] == 32 and {"fid", "sfid", "prec", "rec"} <= set(m)
     # up to date afterwards: a second run has nothing to do
-    again = snakemake(repo, "-n", "table2", "--config", "preset=smoke")
+    again = snakemake(repo, "-n", "all", "--config", "preset=smoke")
     assert again.returncode == 0 and "Nothing to be done" in output(again), output(again)[-2000:]
+
+
+def read_csv(path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_smoke_tables_1_and_3(repo, smoke_run):
+    assert smoke_run[0].returncode == 0
+    res = repo / "results" / "smoke" / "tables"
+    t1 = read_csv(res / "table1.csv")
+    assert [(r["method"], r["sparsity"]) for r in t1] == [("CFG", "masking"), ("SG (Ours)", "masking"),
+                                                         ("CFG", "routing"), ("SG (Ours)", "routing")]
+    for r in t1:
+        assert float(r["fid"]) > 0 and float(r["sfid"]) > 0 and 0 <= float(r["prec"]) <= 1 and r["paper_fid"]
+    header = (res / "table1.md").read_text().splitlines()[0]
+    for col in ("Guidance", "Sparsity", "FID@16", "sFID", "IS", "Prec.", "Rec.", "paper FID", "paper #Epoch"):
+        assert col in header, header
+    t3 = read_csv(res / "table3.csv")
+    kinds = [r["kind"] for r in t3]
+    assert kinds == ["literature"] * 7 + ["paper"] * 2 + ["ours"] * 2
+    assert [r["method"] for r in t3[:7]] == ["DiT-XL/2", "SD-DiT-XL/2", "FasterDiT-XL/2", "MaskDiT-XL/2",
+                                             "MDT-XL/2", "SiT-XL/2", "SiT-XL/2 + REPA"]
+    assert all(r["source"] for r in t3) and t3[7]["fid"] == "2.57" and t3[8]["fid"] == "1.58"
+    # our rows are Table 2's samples (same_as): the same FID as Table 2's rows
+    t2 = {r["row"]: r for r in read_csv(res / "table2.csv")}
+    assert float(t3[9]["fid"]) == pytest.approx(float(t2["cfg"]["fid"]))
+    assert float(t3[10]["fid"]) == pytest.approx(float(t2["sg_fid"]["fid"]))
+    tex = (res / "table3.tex").read_text()
+    assert "SD-DiT-XL/2" in tex and tex.count(r"\\") == 1 + len(t3)
+
+
+def test_smoke_figures(repo, smoke_run):
+    """Every figure is written as PNG and PDF with the data behind it; the data has what the plot needs."""
+    assert smoke_run[0].returncode == 0
+    from sparse_guidance import experiments as X
+    fig = repo / "results" / "smoke" / "figures"
+    for e in X.FIGURES:
+        assert (fig / f"{e}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", e
+        assert (fig / f"{e}.pdf").read_bytes()[:5] == b"%PDF-", e
+        assert read_csv(fig / f"{e}.csv"), e
+    fig1 = read_csv(fig / "fig1.csv")
+    t2 = {r["row"]: r for r in read_csv(repo / "results" / "smoke" / "tables" / "table2.csv")}
+    assert {r["row"]: float(r["gflops"]) for r in fig1} == {k: float(r["gflops"]) for k, r in t2.items()}
+    fig4 = read_csv(fig / "fig4.csv")  # two γ, averaged over the two sampling seeds
+    assert [float(r["gamma"]) for r in fig4] == [0.0, 0.5] and all(r["seeds"] == "2" and r["fid_std"] for r in fig4)
+    assert all(0 <= float(r["acc"]) <= 1 and "classifier" in r["extractor"] for r in fig4)
+    fig5 = read_csv(fig / "fig5.csv")
+    assert {(r["method"], int(r["iteration"])) for r in fig5} == {
+        ("CFG", 10), ("CFG", 20), ("CFG + dense finetuning", 15), ("SG", 20)}  # finetuned: 10 + 5 steps
+    fig6 = read_csv(fig / "fig6.csv")
+    assert sorted((float(r["gamma_strong"]), float(r["gamma_weak"])) for r in fig6) == [(0, .5), (0, .9), (.5, .9)]
+    fig7 = read_csv(fig / "fig7.csv")
+    d = {r["row"]: r for r in fig7}
+    assert d["cfg"]["distance"] == "lpips" or "classifier" in d["cfg"]["distance"]  # LPIPS needs a download
+    assert float(d["cfg"]["distance_value"]) > 0
+    assert float(d["sg"]["distance_value"]) > 0 and not d["conditional"].get("distance_value")
+    fig8 = read_csv(fig / "fig8.csv")
+    assert sorted(r["model"] for r in fig8) == ["masking", "routing"]
 
 
 def test_notebooks_run_on_their_own(repo, smoke_run, tmp_path):

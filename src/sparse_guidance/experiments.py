@@ -41,13 +41,16 @@ LABELS = ("balanced", "random")
 DEVICES = ("auto", "cpu", "cuda")
 # metrics.evaluate.METRICS and the extractor names of metrics.inception.resolve_extractor, kept here
 # so that reading a config does not import torch-fidelity (a test checks that they agree).
-METRICS = ("fid", "sfid", "is", "prec", "rec")
-EXTRACTORS = ("auto", "offline", "fid-inception-torchscript", "inception-v3-compat")
-# Experiments the workflow knows how to report (one report rule and notebook each).
-EXPERIMENTS = ("table2",)
+METRICS = ("fid", "sfid", "is", "prec", "rec", "acc")
+EXTRACTORS = ("auto", "offline", "fid-inception-torchscript", "inception-v3-compat", "classifier")
+# Experiments the workflow knows how to report (one report rule and notebook each): the paper's
+# ImageNet tables and figures. The text-to-image ones (Tables 4-5, Figs. 9, A1-A4) come later.
+TABLES = ("table1", "table2", "table3")
+FIGURES = ("fig1", "fig2", "fig4", "fig5", "fig6", "fig7", "fig8", "figA5", "figA6", "figA7", "figA8", "figA9")
+EXPERIMENTS = TABLES + FIGURES
 # Resource entries a config may set (rule families of workflow/rules/*.smk), and what each holds.
-RESOURCE_RULES = ("default", "prepare_data", "encode_latents", "reference_stats", "train", "sample",
-                  "evaluate", "flops", "report")
+RESOURCE_RULES = ("default", "prepare_data", "encode_latents", "reference_stats", "classifier", "train",
+                  "finetune", "sample", "evaluate", "flops", "report")
 RESOURCE_KEYS = {"threads": 1, "gpu": 0, "mem_mb": 4000, "runtime": 60}
 # Training options that may change while a run keeps its state (everything else needs a fresh run).
 RESUMABLE_TRAIN_KEYS = ("steps", "save_steps", "ckpt_every", "log_every")
@@ -219,7 +222,11 @@ def _with_defaults(d: dict, defaults: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 TOP_REQUIRED = ("name", "data", "model", "runs", "sampling", "metrics", "experiments")
-TOP_OPTIONAL = ("results_dir", "compute", "resources")
+TOP_OPTIONAL = ("results_dir", "compute", "resources", "classifier")
+# The Fashion-MNIST classifier some figures measure with (metrics.extractor: classifier); its defaults
+# train in about a minute on 2 cores (metrics/classifier.py).
+CLASSIFIER_KEYS = ("steps", "batch_size", "lr", "seed", "reference_n")
+CLASSIFIER_DEFAULTS = dict(steps=1500, batch_size=128, lr=2e-3, seed=0, reference_n=10000)
 
 DATA_DEFAULTS = dict(root=None, download=False, train_split="train", train_limit=None)
 ENCODE_DEFAULTS = dict(flip=False, batch_size=256, shard_size=10000, dtype="float32", seed=0, num_workers=0)
@@ -227,7 +234,7 @@ REFERENCE_DEFAULTS = dict(split="test", n=None, npz=None, batch_size=32)
 SAMPLING_DEFAULTS = dict(steps=40, solver="euler", seed=0, batch_size=256, labels="balanced", bf16=False)
 METRICS_DEFAULTS = dict(metrics=["fid"], extractor="auto", weights_path=None, batch_size=32, pr_ref_n=10000)
 MODEL_OPTIONAL = ("depth", "hidden_size", "num_heads", "mlp_ratio", "learn_sigma", "patch_size")
-RUN_DEFAULTS = dict(routes=[], train_gamma=None, decoder=None)
+RUN_DEFAULTS = dict(routes=[], train_gamma=None, decoder=None, init=None)
 DECODER_KEYS = {"depth": "decoder_depth", "width": "decoder_width", "heads": "decoder_heads"}
 
 
@@ -343,8 +350,8 @@ def _check_runs(runs: dict, cfg: dict) -> dict:
     for name, r in runs.items():
         where = f"runs.{name}"
         _id(name, "runs")
-        r = _with_defaults(_keys(r, where, ("sparsity", "train"), ("routes", "train_gamma", "decoder", "label")),
-                           RUN_DEFAULTS)
+        r = _with_defaults(_keys(r, where, ("sparsity", "train"), ("routes", "train_gamma", "decoder", "label",
+                                                                    "init")), RUN_DEFAULTS)
         _choice(r["sparsity"], f"{where}.sparsity", SPARSITY)
         if r["sparsity"] != "routing" and r["routes"]:
             raise ConfigError(f"{where}.routes: only sparsity 'routing' takes routes (this run is {r['sparsity']!r}).")
@@ -370,6 +377,26 @@ def _check_runs(runs: dict, cfg: dict) -> dict:
             raise ConfigError(f"{where}: {e}") from e
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: the model cannot be built ({type(e).__name__}: {e}).") from e
+    for name, r in out.items():  # finetuning runs start from another run's snapshot (dense finetuning)
+        if r["init"] is None:
+            continue
+        where = f"runs.{name}.init"
+        init = _keys(r["init"], where, ("run", "step"))
+        if init["run"] not in out:
+            raise ConfigError(f"{where}.run={init['run']!r} is not a training run; runs: {', '.join(out)}.")
+        if init["run"] == name:
+            raise ConfigError(f"{where}.run: a run cannot start from itself.")
+        if model_kwargs({**cfg, "runs": out}, name) != model_kwargs({**cfg, "runs": out}, init["run"]):
+            raise ConfigError(f"{where}: run {name!r} must have the architecture of {init['run']!r} (same sparsity, "
+                              "routes and decoder) to start from its weights; set the training sparsity with "
+                              "train.gamma (0 for dense finetuning).")
+        _check_snapshot({**cfg, "runs": out}, init["run"], init["step"], f"{where}.step")
+        seen, at = {name}, init["run"]
+        while out[at]["init"] is not None:
+            if at in seen:
+                raise ConfigError(f"{where}: runs start from each other in a cycle ({', '.join(sorted(seen))}).")
+            seen.add(at)
+            at = out[at]["init"]["run"]
     return out
 
 
@@ -385,26 +412,26 @@ def _check_sampling(s: dict) -> dict:
     return s
 
 
-def _check_metrics(m: dict, sampling: dict) -> dict:
-    m = _with_defaults(_keys(m, "metrics", ("n",), tuple(METRICS_DEFAULTS)), METRICS_DEFAULTS)
+def _check_metrics(m: dict, sampling: dict, where: str = "metrics") -> dict:
+    m = _with_defaults(_keys(m, where, ("n",), tuple(METRICS_DEFAULTS)), METRICS_DEFAULTS)
     names = m["metrics"]
     if isinstance(names, str):
         names = [x.strip() for x in names.split(",") if x.strip()]
     if not isinstance(names, list) or not names:
-        raise ConfigError(f"metrics.metrics={m['metrics']!r} must list metrics, e.g. [fid].")
+        raise ConfigError(f"{where}.metrics={m['metrics']!r} must list metrics, e.g. [fid].")
     for x in names:
-        _choice(x, "metrics.metrics", METRICS)
+        _choice(x, f"{where}.metrics", METRICS)
     m["metrics"] = names
-    _int(m["n"], "metrics.n", 2)
+    _int(m["n"], f"{where}.n", 2)
     if m["n"] > sampling["num_samples"]:
-        raise ConfigError(f"metrics.n={m['n']} exceeds sampling.num_samples={sampling['num_samples']}: "
+        raise ConfigError(f"{where}.n={m['n']} exceeds sampling.num_samples={sampling['num_samples']}: "
                           "a metric can only use the samples drawn.")
-    _choice(m["extractor"], "metrics.extractor", EXTRACTORS)
-    _str(m["weights_path"], "metrics.weights_path", allow_none=True)
-    _int(m["batch_size"], "metrics.batch_size", 1)
-    _int(m["pr_ref_n"], "metrics.pr_ref_n", 4)
+    _choice(m["extractor"], f"{where}.extractor", EXTRACTORS)
+    _str(m["weights_path"], f"{where}.weights_path", allow_none=True)
+    _int(m["batch_size"], f"{where}.batch_size", 1)
+    _int(m["pr_ref_n"], f"{where}.pr_ref_n", 4)
     if {"prec", "rec"} & set(names) and m["n"] < 4:
-        raise ConfigError(f"metrics.n={m['n']}: precision/recall (k=3) need at least 4 samples.")
+        raise ConfigError(f"{where}.n={m['n']}: precision/recall (k=3) need at least 4 samples.")
     return m
 
 
@@ -424,15 +451,26 @@ def resources(cfg: dict, rule: str) -> dict:
     if rule not in RESOURCE_RULES:
         raise ConfigError(f"unknown resource entry {rule!r}; known: {', '.join(RESOURCE_RULES)}.")
     res = cfg.get("resources", {})
-    return {**RESOURCE_KEYS, **res.get("default", {}), **res.get(rule, {})}
+    inherited = res.get("train", {}) if rule == "finetune" else {}  # finetuning jobs are training jobs
+    return {**RESOURCE_KEYS, **res.get("default", {}), **inherited, **res.get(rule, {})}
 
 
 # ---------------------------------------------------------------------------------------------
 # Experiments (tables and figures as data)
 # ---------------------------------------------------------------------------------------------
 
-ROW_KEYS = ("label", "recipe", "aux", "paper")
-PAPER_KEYS = ("epochs", "fid", "gflops", "delta_gflops")
+ROW_KEYS = ("label", "recipe", "run", "step", "aux", "seed", "tags", "paper", "same_as")
+# The paper's numbers a row may carry beside ours (Tables 1-3).
+PAPER_KEYS = ("label", "epochs", "fid", "sfid", "is", "prec", "rec", "gflops", "delta_gflops")
+EXPERIMENT_KEYS = ("run", "rows", "grids", "baseline", "caption", "sampling", "metrics", "seeds", "literature",
+                   "plot")
+GRID_KEYS = ("name", "label", "recipe", "run", "step", "aux", "axes", "tags")
+# Grid axes that set a row's fields (the others are arguments of the recipe preset: omega, gamma_strong, ...).
+# 'gammas' is one list for both branches: it expands to every pair gamma_strong < gamma_weak (Figs. 6, 8).
+ROW_AXES = ("run", "step", "aux_step", "seed")
+AXIS_ABBR = {"omega": "w", "gamma_strong": "gs", "gamma_weak": "gw", "gamma": "g", "step": "it", "aux_step": "aux",
+             "seed": "s", "run": ""}
+SAMPLING_OVERRIDES = ("num_samples", "batch_size", "seed", "steps", "solver", "labels", "bf16")
 
 
 def resolve_row_recipe(spec, num_steps: int, where: str):
@@ -448,6 +486,116 @@ def resolve_row_recipe(spec, num_steps: int, where: str):
                           "weak}.") from e
 
 
+def _fmt_axis(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def expand_grid(grid: dict, where: str) -> dict:
+    """The rows of one grid entry: the product of its axes (``gammas`` gives the pairs γs < γw).
+
+    ``{name: sg, recipe: sg, axes: {omega: [1.5, 2], gammas: [0, 0.5, 0.9]}}`` -> rows
+    ``sg-w1.5-gs0-gw0.5``, ``sg-w1.5-gs0-gw0.9``, ... each tagged with its axis values."""
+    import itertools
+
+    g = _keys(grid, where, ("name", "recipe", "axes"), GRID_KEYS)
+    _id(g["name"], f"{where}.name")
+    axes = g["axes"]
+    if not isinstance(axes, dict) or not axes:
+        raise ConfigError(f"{where}.axes must map axis names (omega, gamma_strong, gamma_weak, gammas, step, "
+                          "aux_step, seed, run, or another argument of the recipe preset) to lists of values.")
+    names, values = [], []
+    for k, v in axes.items():
+        if not isinstance(v, list) or not v:
+            raise ConfigError(f"{where}.axes.{k}={v!r} must be a non-empty list.")
+        if k == "gammas":
+            pairs = [(a, b) for a in v for b in v if a < b]
+            if not pairs:
+                raise ConfigError(f"{where}.axes.gammas={v!r} gives no pair gamma_strong < gamma_weak.")
+            names.append(("gamma_strong", "gamma_weak"))
+            values.append(pairs)
+        else:
+            names.append((k,))
+            values.append([(x,) for x in v])
+    base = g["recipe"]
+    if isinstance(base, str):
+        base = {"preset": base}
+    recipe_axes = [k for ks in names for k in ks if k not in ROW_AXES]
+    if recipe_axes and not (isinstance(base, dict) and "preset" in base):
+        raise ConfigError(f"{where}: axes {recipe_axes} are recipe arguments, so {where}.recipe must be a preset "
+                          "name or {preset: <name>, ...}.")
+    rows = {}
+    for combo in itertools.product(*values):
+        vals = {k: x for ks, xs in zip(names, combo) for k, x in zip(ks, xs)}
+        rid = g["name"] + "".join(f"-{AXIS_ABBR.get(k, k)}{_fmt_axis(x)}" for k, x in vals.items())
+        row = {"label": str(g.get("label", g["name"])), "tags": {**(g.get("tags") or {}), "grid": g["name"], **vals}}
+        row["recipe"] = {**copy.deepcopy(base), **{k: x for k, x in vals.items() if k not in ROW_AXES}}
+        for k in ("run", "step", "aux"):
+            if g.get(k) is not None:
+                row[k] = copy.deepcopy(g[k])
+        if "run" in vals:
+            row["run"] = vals["run"]
+        if "step" in vals:
+            row["step"] = vals["step"]
+        if "seed" in vals:
+            row["seed"] = vals["seed"]
+        if "aux_step" in vals:
+            row["aux"] = {"run": (g.get("aux") or {}).get("run", row.get("run")), "step": vals["aux_step"]}
+        rows[rid] = row
+    return rows
+
+
+def _check_snapshot(cfg: dict, run: str, step, where: str):
+    saved = list(cfg["runs"][run]["train"].get("save_steps", []))
+    if step not in saved:
+        raise ConfigError(
+            f"{where}={step!r}: run {run!r} does not save a checkpoint at that step "
+            f"(runs.{run}.train.save_steps = {saved}); pick one of those or add the step "
+            "to save_steps (before that run trains past it).")
+
+
+def _check_row(row: dict, rwhere: str, e: dict, cfg: dict, sampling: dict) -> dict:
+    row = _keys(row, rwhere, ("label", "recipe"), ROW_KEYS[2:])
+    _str(row["label"], f"{rwhere}.label")
+    row["run"] = row.get("run") or e.get("run")
+    if row["run"] is None:
+        raise ConfigError(f"{rwhere}: no run; give {rwhere}.run or the experiment's run.")
+    if row["run"] not in cfg["runs"]:
+        raise ConfigError(f"{rwhere}.run={row['run']!r} is not a training run; runs: {', '.join(cfg['runs'])}.")
+    step = row.get("step")
+    if step is not None and step == cfg["runs"][row["run"]]["train"]["steps"]:
+        step = None  # the final weights (last.pt)
+    if step is not None:
+        _check_snapshot(cfg, row["run"], step, f"{rwhere}.step")
+    row["step"] = step
+    row["seed"] = _int(row.get("seed", sampling["seed"]), f"{rwhere}.seed", 0)
+    tags = row.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise ConfigError(f"{rwhere}.tags must be a mapping of names to values (used by the figures).")
+    row["tags"] = tags
+    recipe = resolve_row_recipe(row["recipe"], sampling["steps"], f"{rwhere}.recipe")
+    unknown_models = recipe.models - {"main", "aux"}
+    if unknown_models:
+        raise ConfigError(f"{rwhere}.recipe uses model(s) {sorted(unknown_models)}; a row has 'main' (its run) "
+                          "and, with aux:, 'aux'.")
+    aux = row.get("aux")
+    if "aux" in recipe.models and aux is None:
+        raise ConfigError(f"{rwhere}: recipe {recipe.name!r} guides with an auxiliary model; give "
+                          f"{rwhere}.aux: {{run: <run>, step: <a snapshot step of that run>}}.")
+    if aux is not None:
+        if "aux" not in recipe.models:
+            raise ConfigError(f"{rwhere}.aux is given but recipe {recipe.name!r} uses no auxiliary model; "
+                              "remove aux or use a recipe with an 'aux' branch.")
+        _keys(aux, f"{rwhere}.aux", ("run", "step"))
+        if aux["run"] not in cfg["runs"]:
+            raise ConfigError(f"{rwhere}.aux.run={aux['run']!r} is not a training run; runs: "
+                              f"{', '.join(cfg['runs'])}.")
+        _check_snapshot(cfg, aux["run"], aux["step"], f"{rwhere}.aux.step")
+    paper = row.get("paper")
+    if paper is not None:
+        _keys(paper, f"{rwhere}.paper", (), PAPER_KEYS)
+    return row
+
+
 def _check_experiments(exps: dict, cfg: dict) -> dict:
     _keys(exps, "experiments", (), EXPERIMENTS)
     if not exps:
@@ -455,50 +603,86 @@ def _check_experiments(exps: dict, cfg: dict) -> dict:
     out = {}
     for name, e in exps.items():
         where = f"experiments.{name}"
-        e = _keys(e, where, ("run", "rows"), ("baseline", "caption"))
-        if e["run"] not in cfg["runs"]:
+        e = copy.deepcopy(_keys(e, where, (), EXPERIMENT_KEYS))
+        if e.get("run") is not None and e["run"] not in cfg["runs"]:
             raise ConfigError(f"{where}.run={e['run']!r} is not a training run; runs: {', '.join(cfg['runs'])}.")
-        rows = e["rows"]
-        if not isinstance(rows, dict) or not rows:
-            raise ConfigError(f"{where}.rows must map row ids to rows ({{label, recipe, aux, paper}}).")
+        over = _keys(e.get("sampling") or {}, f"{where}.sampling", (), SAMPLING_OVERRIDES)
+        sampling = _check_sampling({**cfg["sampling"], **over})
+        m_over = e.get("metrics") or {}
+        if not isinstance(m_over, dict):
+            raise ConfigError(f"{where}.metrics must be a mapping of metrics settings (n, extractor, metrics, ...).")
+        metrics = _check_metrics({**cfg["metrics"], **m_over}, sampling, f"{where}.metrics")
+        rows = dict(e.get("rows") or {})
+        if not isinstance(rows, dict):
+            raise ConfigError(f"{where}.rows must map row ids to rows ({{label, recipe, ...}}).")
+        grids = e.get("grids") or []
+        if not isinstance(grids, list):
+            raise ConfigError(f"{where}.grids must be a list of grid entries ({{name, recipe, axes, ...}}).")
+        origin = {rid: f"{where}.rows.{rid}" for rid in rows}  # where each row was written (errors name it)
+        for i, g in enumerate(grids):
+            for rid, row in expand_grid(g, f"{where}.grids[{i}]").items():
+                if rid in rows:
+                    raise ConfigError(f"{where}.grids[{i}] makes row {rid!r}, which the experiment already has.")
+                rows[rid] = row
+                origin[rid] = f"{where}.grids[{i}] (row {rid})"
+        if not rows:
+            raise ConfigError(f"{where} has no rows: give rows: or grids:.")
+        seeds = e.get("seeds")
+        if seeds is not None:
+            if not isinstance(seeds, list) or not seeds:
+                raise ConfigError(f"{where}.seeds={seeds!r} must be a non-empty list of sampling seeds.")
+            for sd in seeds:
+                _int(sd, f"{where}.seeds", 0)
+            origin = {f"{rid}.s{sd}": origin[rid] for rid in rows for sd in seeds}
+            rows = {f"{rid}.s{sd}": {**copy.deepcopy(r), "seed": sd,
+                                     "tags": {**(r.get("tags") or {}), "base": rid, "seed": sd}}
+                    for rid, r in rows.items() for sd in seeds}
         checked = {}
         for rid, row in rows.items():
-            rwhere = f"{where}.rows.{rid}"
+            rwhere = origin[rid]
             _id(rid, f"{where}.rows")
-            row = _keys(row, rwhere, ("label", "recipe"), ("aux", "paper"))
-            _str(row["label"], f"{rwhere}.label")
-            recipe = resolve_row_recipe(row["recipe"], cfg["sampling"]["steps"], f"{rwhere}.recipe")
-            unknown_models = recipe.models - {"main", "aux"}
-            if unknown_models:
-                raise ConfigError(f"{rwhere}.recipe uses model(s) {sorted(unknown_models)}; a row has 'main' (the "
-                                  "experiment's run) and, with aux:, 'aux'.")
-            aux = row.get("aux")
-            if "aux" in recipe.models and aux is None:
-                raise ConfigError(f"{rwhere}: recipe {recipe.name!r} guides with an auxiliary model; give "
-                                  f"{rwhere}.aux: {{run: <run>, step: <a snapshot step of that run>}}.")
-            if aux is not None:
-                if "aux" not in recipe.models:
-                    raise ConfigError(f"{rwhere}.aux is given but recipe {recipe.name!r} uses no auxiliary model; "
-                                      "remove aux or use a recipe with an 'aux' branch.")
-                _keys(aux, f"{rwhere}.aux", ("run", "step"))
-                if aux["run"] not in cfg["runs"]:
-                    raise ConfigError(f"{rwhere}.aux.run={aux['run']!r} is not a training run; runs: "
-                                      f"{', '.join(cfg['runs'])}.")
-                saved = list(cfg["runs"][aux["run"]]["train"].get("save_steps", []))
-                if aux["step"] not in saved:
-                    raise ConfigError(
-                        f"{rwhere}.aux.step={aux['step']!r}: run {aux['run']!r} does not save a checkpoint at that "
-                        f"step (runs.{aux['run']}.train.save_steps = {saved}); pick one of those or add the step "
-                        "to save_steps (before that run trains past it).")
-            paper = row.get("paper")
-            if paper is not None:
-                _keys(paper, f"{rwhere}.paper", (), PAPER_KEYS)
-            checked[rid] = row
+            if isinstance(row, dict) and row.get("same_as") is not None:
+                _keys(row, rwhere, ("same_as",), ("label", "tags", "paper"))
+                checked[rid] = row
+                continue
+            checked[rid] = _check_row(row, rwhere, e, cfg, sampling)
         baseline = e.get("baseline", next(iter(checked)))
         if baseline not in checked:
             raise ConfigError(f"{where}.baseline={baseline!r} is not one of its rows ({', '.join(checked)}).")
-        out[name] = {**e, "rows": checked, "baseline": baseline, "caption": e.get("caption", "")}
+        if e.get("literature") is not None:
+            _str(e["literature"], f"{where}.literature")
+        plot = e.get("plot") or {}
+        if not isinstance(plot, dict):
+            raise ConfigError(f"{where}.plot must be a mapping of plot options.")
+        out[name] = {**e, "rows": checked, "baseline": baseline, "caption": e.get("caption", ""),
+                     "sampling": sampling, "metrics": metrics, "plot": plot, "run": e.get("run")}
+    for name, e in out.items():  # references between experiments: checked once every experiment is known
+        for rid, row in e["rows"].items():
+            if row.get("same_as") is not None:
+                src = resolve_source(out, name, rid, f"experiments.{name}.rows.{rid}.same_as")
+                target = out[src[0]]["rows"][src[1]]
+                row.setdefault("label", target["label"])
+                row["tags"] = {**target.get("tags", {}), **(row.get("tags") or {})}
     return out
+
+
+def resolve_source(exps: dict, experiment: str, row: str, where: str = "same_as") -> tuple[str, str]:
+    """(experiment, row) whose samples and metrics a row uses: itself, or what its ``same_as`` names."""
+    seen = set()
+    while True:
+        spec = exps[experiment]["rows"][row]
+        ref = spec.get("same_as")
+        if ref is None:
+            return experiment, row
+        if (experiment, row) in seen:
+            raise ConfigError(f"{where}: same_as references form a cycle.")
+        seen.add((experiment, row))
+        if not isinstance(ref, str) or ref.count("/") != 1:
+            raise ConfigError(f"{where}={ref!r} must name another experiment's row as '<experiment>/<row>'.")
+        e2, r2 = ref.split("/")
+        if e2 not in exps or r2 not in exps[e2]["rows"]:
+            raise ConfigError(f"{where}={ref!r}: no such row (experiments in this config: {', '.join(exps)}).")
+        experiment, row = e2, r2
 
 
 def validate(cfg: dict) -> dict:
@@ -510,9 +694,11 @@ def validate(cfg: dict) -> dict:
         cfg["results_dir"] = f"results/{cfg['name']}"
     _str(cfg["results_dir"], "results_dir")
     cfg["results_dir"] = cfg["results_dir"].rstrip("/") or "/"
-    compute = cfg["compute"] = _with_defaults(_keys(cfg.get("compute") or {}, "compute", (), ("device",)),
-                                              {"device": "auto"})
+    compute = cfg["compute"] = _with_defaults(_keys(cfg.get("compute") or {}, "compute", (), ("device", "nproc")),
+                                              {"device": "auto", "nproc": "auto"})
     _choice(compute["device"], "compute.device", DEVICES)
+    if compute["nproc"] != "auto":
+        _int(compute["nproc"], "compute.nproc", 1)  # training processes per job ("auto": one per visible GPU)
     cfg["data"] = _check_data(cfg["data"])
     cfg["model"] = _check_model(cfg["model"], cfg["data"])
     cfg["runs"] = _check_runs(cfg["runs"], cfg)
@@ -520,6 +706,18 @@ def validate(cfg: dict) -> dict:
     cfg["metrics"] = _check_metrics(cfg["metrics"], cfg["sampling"])
     cfg["resources"] = _check_resources(cfg.get("resources"))
     cfg["experiments"] = _check_experiments(cfg["experiments"], cfg)
+    uses_classifier = any(e["metrics"]["extractor"] == "classifier" for e in cfg["experiments"].values())
+    if uses_classifier or cfg.get("classifier") is not None:
+        c = cfg["classifier"] = _with_defaults(_keys(cfg.get("classifier") or {}, "classifier", (), CLASSIFIER_KEYS),
+                                               CLASSIFIER_DEFAULTS)
+        for k in ("steps", "batch_size", "reference_n"):
+            _int(c[k], f"classifier.{k}", 1)
+        _int(c["seed"], "classifier.seed", 0)
+        if not isinstance(c["lr"], (int, float)) or isinstance(c["lr"], bool) or c["lr"] <= 0:
+            raise ConfigError(f"classifier.lr={c['lr']!r} must be a positive number.")
+        if cfg["data"]["dataset"] != "fashion_mnist":
+            raise ConfigError("metrics.extractor 'classifier' is the pipeline's Fashion-MNIST classifier; with "
+                              f"{cfg['data']['dataset']} use an Inception extractor (auto).")
     return cfg
 
 
@@ -579,6 +777,23 @@ class Layout:
     def run_summary(self, run):
         return self.path("runs", run, "summary.json")
 
+    def weights(self, run, step=None):
+        """A run's final checkpoint (step None) or one of its snapshots."""
+        return self.checkpoint(run) if step is None else self.snapshot(run, step)
+
+    # the Fashion-MNIST classifier (a cheap feature network for figure grids) and its reference stats
+    @property
+    def classifier(self):
+        return self.path("classifier", "classifier.pt")
+
+    @property
+    def classifier_reference(self):
+        return self.path("classifier", "reference.npz")
+
+    @property
+    def classifier_info(self):
+        return self.path("classifier", "info.json")
+
     # sampling, metrics, reports
     def samples(self, experiment, row):
         return self.path("samples", experiment, f"{row}.npz")
@@ -595,6 +810,9 @@ class Layout:
     def table(self, experiment, ext):
         return self.path("tables", f"{experiment}.{ext}")
 
+    def figure(self, experiment, ext):
+        return self.path("figures", f"{experiment}.{ext}")
+
     # executed notebooks, logs and benchmarks of each job
     def notebook(self, stage, *ids):
         return self.path("notebooks", "-".join([stage, *map(str, ids)]) + ".ipynb")
@@ -610,18 +828,25 @@ class Layout:
 # Stages: what each job writes and which jobs it needs
 # ---------------------------------------------------------------------------------------------
 
-STAGES = ("prepare_data", "encode_latents", "reference_stats", "train", "sample", "evaluate", "flops", "report")
-STAGE_IDS = {"prepare_data": (), "encode_latents": (), "reference_stats": (), "train": ("run",),
-             "sample": ("experiment", "row"), "evaluate": ("experiment", "row"), "flops": ("experiment",),
+STAGES = ("prepare_data", "encode_latents", "reference_stats", "classifier", "train", "sample", "evaluate", "flops",
+          "report")
+STAGE_IDS = {"prepare_data": (), "encode_latents": (), "reference_stats": (), "classifier": (), "train": ("run",),
+             "sample": ("experiment", "row"), "evaluate": ("experiment", "row"), "flops": (),
              "report": ("experiment",)}
 NOTEBOOKS = {"prepare_data": "notebooks/01_prepare_data.ipynb",
              "encode_latents": "notebooks/02_encode_latents.ipynb",
              "reference_stats": "notebooks/03_reference_stats.ipynb",
+             "classifier": "notebooks/08_classifier.ipynb",
              "train": "notebooks/04_train.ipynb",
              "sample": "notebooks/05_sample.ipynb",
              "evaluate": "notebooks/06_evaluate.ipynb",
              "flops": "notebooks/07_flops.ipynb",
-             "report": {"table2": "notebooks/10_table2.ipynb"}}
+             "report": {"table1": "notebooks/11_table1.ipynb", "table2": "notebooks/10_table2.ipynb",
+                        "table3": "notebooks/12_table3.ipynb", "fig1": "notebooks/20_fig1.ipynb",
+                        "fig2": "notebooks/21_fig2.ipynb", "fig4": "notebooks/22_fig4.ipynb",
+                        "fig5": "notebooks/23_fig5.ipynb", "fig6": "notebooks/24_fig6.ipynb",
+                        "fig7": "notebooks/25_fig7.ipynb", "fig8": "notebooks/26_fig8.ipynb",
+                        **{f: "notebooks/30_sample_grids.ipynb" for f in ("figA5", "figA6", "figA7", "figA8", "figA9")}}}
 
 
 def _check_stage(stage: str, ids: dict):
@@ -654,6 +879,8 @@ def stage_outputs(cfg: dict, stage: str, **ids) -> dict:
         return {"manifest": layout.latents}
     if stage == "reference_stats":
         return {"reference": layout.reference, "info": layout.reference_info}
+    if stage == "classifier":
+        return {"weights": layout.classifier, "reference": layout.classifier_reference, "info": layout.classifier_info}
     if stage == "train":
         return train_outputs(cfg, ids["run"])
     if stage == "sample":
@@ -661,9 +888,11 @@ def stage_outputs(cfg: dict, stage: str, **ids) -> dict:
                 "info": layout.sample_info(ids["experiment"], ids["row"])}
     if stage == "evaluate":
         return {"metrics": layout.metrics(ids["experiment"], ids["row"])}
-    if stage == "flops":
-        return {"flops": layout.flops(ids["experiment"])}
-    return {ext: layout.table(ids["experiment"], ext) for ext in ("csv", "md", "tex")}
+    if stage == "flops":  # one job counts every experiment (fvcore on the model; seconds)
+        return {e: layout.flops(e) for e in cfg["experiments"]}
+    if ids["experiment"] in TABLES:
+        return {ext: layout.table(ids["experiment"], ext) for ext in ("csv", "md", "tex")}
+    return {ext: layout.figure(ids["experiment"], ext) for ext in ("png", "pdf", "csv")}
 
 
 def stage_deps(cfg: dict, stage: str, **ids) -> list[tuple[str, dict]]:
@@ -671,26 +900,49 @@ def stage_deps(cfg: dict, stage: str, **ids) -> list[tuple[str, dict]]:
     _check_stage(stage, ids)
     if stage == "prepare_data" or stage == "flops":
         return []
-    if stage in ("encode_latents", "reference_stats"):
+    if stage in ("encode_latents", "reference_stats", "classifier"):
         return [("prepare_data", {})]
     if stage == "train":
-        return [("encode_latents", {})]
+        init = cfg["runs"][ids["run"]].get("init")
+        return [("encode_latents", {})] + ([("train", {"run": init["run"]})] if init else [])
     exp = cfg["experiments"][ids["experiment"]]
     if stage == "sample":
         row = exp["rows"][ids["row"]]
-        runs = [exp["run"]] + ([row["aux"]["run"]] if row.get("aux") else [])
+        runs = [row["run"]] + ([row["aux"]["run"]] if row.get("aux") else [])
         return [("train", {"run": r}) for r in dict.fromkeys(runs)]
     if stage == "evaluate":
-        return [("sample", dict(ids)), ("reference_stats", {})]
-    return ([("evaluate", {"experiment": ids["experiment"], "row": r}) for r in exp["rows"]]
-            + [("flops", {"experiment": ids["experiment"]}), ("train", {"run": exp["run"]})])
+        ref = "classifier" if exp["metrics"]["extractor"] == "classifier" else "reference_stats"
+        return [("sample", dict(ids)), (ref, {})]
+    deps = []
+    for r in exp["rows"]:
+        e2, r2 = resolve_source(cfg["experiments"], ids["experiment"], r)
+        deps += [("evaluate", {"experiment": e2, "row": r2}), ("sample", {"experiment": e2, "row": r2})]
+    runs = report_runs(cfg, ids["experiment"])
+    deps += [("flops", {})] + [("train", {"run": r}) for r in runs]
+    return list({json.dumps(d, sort_keys=True): d for d in deps}.values())
+
+
+def report_runs(cfg: dict, experiment: str) -> list[str]:
+    """The training runs whose summaries a report reads: every run its rows sample from."""
+    exps = cfg["experiments"]
+    runs = []
+    for r in exps[experiment]["rows"]:
+        e2, r2 = resolve_source(exps, experiment, r)
+        runs.append(exps[e2]["rows"][r2]["run"])
+    return list(dict.fromkeys(runs))
+
+
+def source_row(cfg: dict, experiment: str, row: str) -> dict:
+    """The validated spec of the row whose samples a row uses (itself, or what same_as names)."""
+    e2, r2 = resolve_source(cfg["experiments"], experiment, row)
+    return cfg["experiments"][e2]["rows"][r2]
 
 
 def stage_inputs(cfg: dict, stage: str, **ids) -> dict:
     """Named input files of one job: the notebook and the outputs of the jobs it depends on."""
     out = {"notebook": notebook_for(stage, **ids)}
     for dep, dep_ids in stage_deps(cfg, stage, **ids):
-        tag = "_".join([dep, *map(str, dep_ids.values())])
+        tag = re.sub(r"[^A-Za-z0-9_]", "_", "_".join([dep, *map(str, dep_ids.values())]))
         for k, v in stage_outputs(cfg, dep, **dep_ids).items():
             out[f"{tag}_{k}"] = v
     return out
@@ -707,21 +959,34 @@ def job_config(cfg: dict, stage: str, **ids) -> dict:
     if stage == "reference_stats":
         return {"data": data, "reference": cfg["data"]["reference"],
                 "metrics": {k: cfg["metrics"][k] for k in ("extractor", "weights_path", "pr_ref_n")}}
+    if stage == "classifier":
+        return {"data": data, "classifier": cfg.get("classifier")}
     if stage == "train":
         return {"model": cfg["model"], "run": cfg["runs"][ids["run"]]}
-    if stage in ("sample", "evaluate", "flops", "report"):
-        exp = cfg["experiments"][ids["experiment"]]
-        runs = {exp["run"]} | {r["aux"]["run"] for r in exp["rows"].values() if r.get("aux")}
-        base = {"model": cfg["model"], "runs": {r: cfg["runs"][r] for r in sorted(runs)}, "main": exp["run"]}
-        if stage == "sample":
-            return {**base, "row": exp["rows"][ids["row"]], "sampling": cfg["sampling"], "codec": cfg["data"]["codec"]}
-        if stage == "evaluate":
-            return {"metrics": cfg["metrics"], "row": exp["rows"][ids["row"]]}
-        if stage == "flops":
-            return {**base, "rows": {k: {"recipe": r["recipe"], "aux": r.get("aux")} for k, r in exp["rows"].items()},
-                    "steps": cfg["sampling"]["steps"]}
-        return {"experiment": exp, "metrics_n": cfg["metrics"]["n"], "sampling": cfg["sampling"]}
-    raise AssertionError(stage)
+
+    def runs_of(rows):
+        names = {r["run"] for r in rows} | {r["aux"]["run"] for r in rows if r.get("aux")}
+        return {r: cfg["runs"][r] for r in sorted(names)}
+
+    if stage == "flops":
+        out = {}
+        for e, exp in cfg["experiments"].items():
+            rows = [source_row(cfg, e, r) for r in exp["rows"]]
+            out[e] = {"steps": exp["sampling"]["steps"], "baseline": exp["baseline"],
+                      "rows": {k: {"recipe": r["recipe"], "aux": r.get("aux"), "run": r["run"]}
+                               for k, r in zip(exp["rows"], rows)}}
+        return {"model": cfg["model"], "runs": runs_of([source_row(cfg, e, r) for e, x in cfg["experiments"].items()
+                                                        for r in x["rows"]]), "experiments": out}
+    exp = cfg["experiments"][ids["experiment"]]
+
+    if stage == "sample":
+        row = exp["rows"][ids["row"]]
+        return {"model": cfg["model"], "runs": runs_of([row]), "row": row, "sampling": exp["sampling"],
+                "codec": cfg["data"]["codec"]}
+    if stage == "evaluate":
+        return {"metrics": exp["metrics"], "row": exp["rows"][ids["row"]]}
+    rows = [source_row(cfg, ids["experiment"], r) for r in exp["rows"]]
+    return {"experiment": exp, "rows": rows, "metrics_n": exp["metrics"]["n"], "sampling": exp["sampling"]}
 
 
 def digest(obj) -> str:
@@ -746,6 +1011,7 @@ def check_digest(cfg: dict, stage: str, expected: str | None, **ids):
 def resume_key(cfg: dict, run: str) -> dict:
     """What a run's training state depends on: everything but the options that may grow (steps, ...)."""
     r = copy.deepcopy(cfg["runs"][run])
+    r.pop("label", None)
     for k in RESUMABLE_TRAIN_KEYS:
         r["train"].pop(k, None)
     data = {k: cfg["data"][k] for k in ("dataset", "train_split", "train_limit", "image_size", "codec")}
@@ -810,3 +1076,8 @@ def rule_resources(cfg: dict, rule: str) -> dict:
     machine's count, so a cluster job's CPU request must not come from threads alone."""
     r = resources(cfg, rule)
     return {"gpu": r["gpu"], "mem_mb": r["mem_mb"], "runtime": r["runtime"], "cpus_per_task": r["threads"]}
+
+
+def train_family(cfg: dict, run: str) -> str:
+    """The resource entry of a run's job: 'finetune' for a run that starts from another's snapshot."""
+    return "finetune" if cfg["runs"][run].get("init") else "train"

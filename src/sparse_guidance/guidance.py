@@ -210,7 +210,8 @@ def _cosine(start, end):
 
 # Presets (paper settings noted beside them; ω defaults are the paper's where it states one).
 PRESETS = {
-    "unguided": lambda: {"omega": 1.0, "strong": _b(), "weak": None},
+    # the conditional prediction alone; gamma > 0 is Fig. 4 (inference-time sparsity without guidance)
+    "unguided": lambda gamma=0.0: {"omega": 1.0, "strong": _b(gamma=gamma), "weak": None},
     "cfg": lambda omega=1.5: {"omega": omega, "strong": _b(), "weak": _b(cond="null")},
     "autoguidance": lambda omega=1.5: {"omega": omega, "strong": _b(), "weak": _b(model="aux")},
     "icg": lambda omega=1.5: {"omega": omega, "strong": _b(), "weak": _b(cond="random")},

@@ -232,6 +232,44 @@ def reference_stats(cfg: dict, device=None, progress: bool = True) -> dict:
     return info
 
 
+def train_classifier_stage(cfg: dict, device=None, progress: bool = True) -> dict:
+    """The Fashion-MNIST classifier the figure grids measure with (metrics.extractor: classifier): train
+    it on the training images, then its reference statistics on the first classifier.reference_n test
+    images (ADM layout, like data/reference.npz) and its test accuracy -> classifier/."""
+    from .data import FashionMNIST
+    from .metrics import build_reference
+    from .metrics.classifier import ClassifierExtractor, save_classifier, train_classifier
+
+    layout, c, d = X.Layout(cfg), cfg["classifier"], cfg["data"]
+    device = device or device_of(cfg)
+    train_set = FashionMNIST(d["train_split"], root=d["root"], download=d["download"], output="uint8")
+    n_train = min(d["train_limit"] or len(train_set), len(train_set))
+    t0 = time.perf_counter()
+    model = train_classifier(train_set.images[:n_train].numpy(), np.asarray(train_set.targets[:n_train]),
+                             steps=c["steps"], batch_size=c["batch_size"], lr=c["lr"], seed=c["seed"],
+                             progress=progress, device=device)
+    seconds = time.perf_counter() - t0
+    meta = {"steps": c["steps"], "batch_size": c["batch_size"], "lr": c["lr"], "seed": c["seed"],
+            "train_images": n_train}
+    save_classifier(model, layout.classifier, meta)
+    ext = ClassifierExtractor(layout.classifier).to(device).eval()
+    test = FashionMNIST("test", root=d["root"], download=d["download"], output="uint8")
+    images = test.images[:c["reference_n"]].numpy()
+    labels = np.asarray(test.targets[:c["reference_n"]])
+    from .metrics.features import array_features
+    feats = array_features(images, ext, batch_size=256, progress=progress)
+    accuracy = float((feats["logits"].argmax(1) == labels).mean())
+    built = build_reference(images, cache_dir=Path(layout.cache) / "metrics", extractor=ext,
+                            name="classifier-reference", pr_n=min(cfg["metrics"]["pr_ref_n"], len(images)),
+                            batch_size=256, progress=progress)
+    _copy_atomic(built, layout.classifier_reference)
+    info = {**meta, "train_seconds": round(seconds, 1), "test_accuracy": round(accuracy, 4),
+            "reference": f"Fashion-MNIST test split, first {len(images)} images", "ref_n": len(images),
+            "extractor": ext.label, "extractor_id": ext.extractor_id}
+    write_json(layout.classifier_info, info)
+    return info
+
+
 # ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
@@ -242,9 +280,13 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
 
     The state folder is not a Snakemake output, so a job that is killed (a cluster time limit) or
     rerun because ``train.steps`` grew continues from the last checkpoint. A state trained under
-    other settings (model, optimiser, data) is never reused silently: ConfigError says what to do."""
+    other settings (model, optimiser, data) is never reused silently: ConfigError says what to do.
+
+    Under torch.distributed (launch.py: one process per GPU) every rank trains its slice of each
+    global batch; rank 0 alone writes resume_key.json, the published outputs and summary.json, and
+    the other ranks wait for it, then return the same summary."""
     from .data import LatentDataset
-    from .train import TrainConfig, checkpoint_path, train
+    from .train import TrainConfig, _rank_world, checkpoint_path, train
 
     if run not in cfg["runs"]:
         raise ConfigError(f"run {run!r} is not in config {cfg['name']!r}; runs: {', '.join(cfg['runs'])}.")
@@ -253,18 +295,30 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
     tc = TrainConfig.from_dict(dict(cfg["runs"][run]["train"]))
     _check_state(cfg, run, state, tc)
     state.mkdir(parents=True, exist_ok=True)
-    write_json(state / "resume_key.json", X.resume_key(cfg, run))
+    rank, world = _rank_world()
+    if rank == 0:
+        write_json(state / "resume_key.json", X.resume_key(cfg, run))
     dataset = LatentDataset(layout.latents_dir)
     if tuple(dataset.latent_shape) != (cfg["model"]["in_channels"], cfg["model"]["input_size"],
                                        cfg["model"]["input_size"]):
         raise ConfigError(f"latents in {layout.latents_dir!r} have shape {dataset.latent_shape}; model "
                           f"{cfg['model']['name']} expects ({cfg['model']['in_channels']}, "
                           f"{cfg['model']['input_size']}, {cfg['model']['input_size']}). Re-encode them.")
-    model = X.build_run_model(cfg, run)
+    with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, not from the process's RNG
+        torch.manual_seed(2**62 + tc.seed)    # (apart from the per-step seeds seed * 1_000_003 + step)
+        model = X.build_run_model(cfg, run)
+    device = device or device_of(cfg)
+    if world > 1 and torch.device(device).type == "cuda" and torch.device(device).index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # DDP: this rank's GPU
     t0 = time.perf_counter()
-    train(model, dataset, tc, state, device=device or device_of(cfg), progress=progress)
+    init = cfg["runs"][run].get("init")  # dense finetuning: start from another run's snapshot
+    init_from = layout.snapshot(init["run"], init["step"]) if init else None
+    train(model, dataset, tc, state, device=device, progress=progress, init_from=init_from)
     seconds = time.perf_counter() - t0
     outputs = X.train_outputs(cfg, run)
+    if rank != 0:
+        torch.distributed.barrier()  # until rank 0 has published
+        return read_json(outputs["summary"])
     _publish(state / "last.pt", outputs["checkpoint"])
     for s in tc.save_steps:
         _publish(checkpoint_path(state, s), layout.snapshot(run, s))
@@ -275,7 +329,11 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
                "save_steps": sorted(tc.save_steps), "seconds_this_job": round(seconds, 1),
                "final_loss": log[-1]["loss"] if log else None, "num_latents": len(dataset),
                "parameters": sum(p.numel() for p in model.parameters())}
+    if world > 1:
+        summary["processes"] = world
     write_json(outputs["summary"], summary)
+    if world > 1:
+        torch.distributed.barrier()
     return summary
 
 
@@ -325,61 +383,104 @@ def load_run_model(cfg: dict, run: str, checkpoint, device=None, weights: str = 
 # Sampling
 # ---------------------------------------------------------------------------------------------
 
-def sample_noise(cfg: dict, start: int, stop: int) -> torch.Tensor:
+def sample_noise(cfg: dict, start: int, stop: int, seed: int | None = None) -> torch.Tensor:
     """Initial noise of samples [start, stop): sample i's noise depends only on (seed, i), so every row
     of a table starts from the same noise, whatever the batch size."""
-    m, seed = cfg["model"], cfg["sampling"]["seed"]
+    m = cfg["model"]
+    seed = cfg["sampling"]["seed"] if seed is None else seed
     shape = (m["in_channels"], m["input_size"], m["input_size"])
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
                         for i in range(start, stop)])
 
 
-def sample_labels(cfg: dict, start: int, stop: int) -> torch.Tensor:
+def sample_labels(cfg: dict, start: int, stop: int, seed: int | None = None, labels: str | None = None
+                  ) -> torch.Tensor:
     """Class labels of samples [start, stop): balanced (i mod K) or uniform random from (seed, i)."""
     k = cfg["model"]["num_classes"]
+    seed = cfg["sampling"]["seed"] if seed is None else seed
     idx = torch.arange(start, stop)
-    if cfg["sampling"]["labels"] == "balanced":
+    if (labels or cfg["sampling"]["labels"]) == "balanced":
         return idx % k
-    g = torch.Generator().manual_seed(cfg["sampling"]["seed"] * 7_919 + 17)
+    g = torch.Generator().manual_seed(seed * 7_919 + 17)
     return torch.randint(0, k, (stop,), generator=g)[start:stop]
 
 
-def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool = True) -> dict:
-    """Draw sampling.num_samples images for one row of an experiment, decode them with the codec and
-    write samples/<experiment>/<row>.npz (ADM format) and .json (recipe, timing)."""
-    from .guidance import resolve_recipe
-    from .sampling import sample
-
-    layout, s = X.Layout(cfg), cfg["sampling"]
-    exp, spec = X.experiment(cfg, experiment), X.row_spec(cfg, experiment, row)
-    device = torch.device(device) if device is not None else device_of(cfg)
-    recipe = resolve_recipe(spec["recipe"], num_steps=s["steps"])
-    models = {"main": load_run_model(cfg, exp["run"], layout.checkpoint(exp["run"]), device)}
+def row_models(cfg: dict, spec: dict, device) -> dict:
+    """The networks a row's recipe uses: 'main' (its run at its step, the final weights by default)
+    and, with aux:, 'aux' (a snapshot)."""
+    layout = X.Layout(cfg)
+    models = {"main": load_run_model(cfg, spec["run"], layout.weights(spec["run"], spec.get("step")), device)}
     if spec.get("aux"):
         a = spec["aux"]
         models["aux"] = load_run_model(cfg, a["run"], layout.snapshot(a["run"], a["step"]), device)
+    return models
+
+
+def _parts_dir(npz_path) -> Path:
+    p = Path(npz_path)
+    return p.with_name(f".{p.stem}.parts")
+
+
+def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool = True) -> dict:
+    """Draw the samples of one row of an experiment, decode them with the codec and write
+    samples/<experiment>/<row>.npz (ADM format: arr_0 uint8 images, arr_1 class labels) and .json.
+
+    Each batch is kept in samples/<experiment>/.<row>.parts/ as it finishes, so a job killed half-way
+    through a 50k set continues where it stopped (the parts are checked against the job's settings)."""
+    from .guidance import resolve_recipe
+    from .sampling import sample
+
+    layout = X.Layout(cfg)
+    exp, spec = X.experiment(cfg, experiment), X.row_spec(cfg, experiment, row)
+    if spec.get("same_as"):
+        raise ConfigError(f"row {experiment}/{row} reuses the samples of {spec['same_as']}; sample that row.")
+    s, seed = exp["sampling"], spec["seed"]
+    device = torch.device(device) if device is not None else device_of(cfg)
+    recipe = resolve_recipe(spec["recipe"], num_steps=s["steps"])
+    models = row_models(cfg, spec, device)
     codec = build_codec_of(cfg).to(device)
     n, bs = s["num_samples"], s["batch_size"]
-    images, seconds = [], 0.0
+    parts = _parts_dir(layout.samples(experiment, row))
+    key = X.job_digest(cfg, "sample", experiment=experiment, row=row)
+    key_file = parts / "key.txt"
+    if parts.exists() and (not key_file.exists() or key_file.read_text() != key):
+        shutil.rmtree(parts)  # parts of another setting: start over
+    parts.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key)
+    seconds, resumed = 0.0, 0
     from tqdm.auto import tqdm
     for b, start in enumerate(tqdm(range(0, n, bs), desc=f"sampling {experiment}/{row}", disable=not progress)):
+        part = parts / f"{b:06d}.npz"
+        if part.exists():
+            resumed += 1
+            continue
         stop = min(start + bs, n)
-        noise, y = sample_noise(cfg, start, stop).to(device), sample_labels(cfg, start, stop).to(device)
-        gen = torch.Generator(device=device).manual_seed(s["seed"] * 1_000_003 + 7 * b + 1)
+        noise, y = sample_noise(cfg, start, stop, seed).to(device), sample_labels(cfg, start, stop, seed, s["labels"])
+        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + 7 * b + 1)
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s["bf16"]):
-            z = sample(models, recipe, noise, y, steps=s["steps"], solver=s["solver"], generator=gen)
+            z = sample(models, recipe, noise, y.to(device), steps=s["steps"], solver=s["solver"], generator=gen)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds += time.perf_counter() - t0
-        images.append(to_uint8(codec.decode(z.float())))
+        with atomic_open(part) as f:
+            np.savez(f, images=to_uint8(codec.decode(z.float())), labels=y.numpy().astype(np.int64),
+                     seconds=np.array(time.perf_counter() - t0))
+    images, labels, total = [], [], 0.0
+    for b in range(-(-n // bs)):
+        with np.load(parts / f"{b:06d}.npz") as z:
+            images.append(z["images"])
+            labels.append(z["labels"])
+            total += float(z["seconds"])
     arr = np.concatenate(images)
-    save_images_npz(layout.samples(experiment, row), arr)
+    save_images_npz(layout.samples(experiment, row), arr, arr_1=np.concatenate(labels))
+    shutil.rmtree(parts)
     info = {"experiment": experiment, "row": row, "label": spec["label"], "recipe": recipe.to_dict(),
-            "aux": spec.get("aux"), "run": exp["run"], "num_samples": n, "steps": s["steps"], "solver": s["solver"],
-            "seed": s["seed"], "labels": s["labels"], "image_shape": list(arr.shape[1:]),
-            "sampling_seconds": round(seconds, 2), "seconds_per_sample": round(seconds / n, 5),
-            "device": str(device), "threads": torch.get_num_threads()}
+            "run": spec["run"], "step": spec.get("step"), "aux": spec.get("aux"), "tags": spec.get("tags", {}),
+            "num_samples": n, "steps": s["steps"], "solver": s["solver"], "seed": seed, "labels": s["labels"],
+            "image_shape": list(arr.shape[1:]), "sampling_seconds": round(total, 2),
+            "seconds_per_sample": round(total / n, 5), "batches_resumed": resumed, "device": str(device),
+            "threads": torch.get_num_threads()}
     write_json(layout.sample_info(experiment, row), info)
     return info
 
@@ -388,20 +489,33 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
 # Evaluation and FLOPs
 # ---------------------------------------------------------------------------------------------
 
-def evaluate_row(cfg: dict, experiment: str, row: str, device=None, progress: bool = True) -> dict:
-    """ADM-protocol metrics (metrics.metrics) of the first metrics.n samples of a row against
-    data/reference.npz -> metrics/<experiment>/<row>.json."""
-    from .metrics import evaluate_npz, resolve_extractor
+def metric_extractor(cfg: dict, m: dict, device=None):
+    """The feature extractor of a metrics setting, and the reference statistics it is compared with."""
+    from .metrics import resolve_extractor
 
-    layout, m = X.Layout(cfg), cfg["metrics"]
+    layout = X.Layout(cfg)
+    if m["extractor"] == "classifier":
+        return (resolve_extractor("classifier", weights_path=layout.classifier, device=device or device_of(cfg)),
+                layout.classifier_reference)
+    return resolve_extractor(m["extractor"], weights_path=m["weights_path"], device=device or device_of(cfg)), \
+        layout.reference
+
+
+def evaluate_row(cfg: dict, experiment: str, row: str, device=None, progress: bool = True) -> dict:
+    """Metrics (the experiment's metrics.metrics; ADM protocol) of the first metrics.n samples of a row
+    against the reference statistics of its feature network -> metrics/<experiment>/<row>.json."""
+    from .metrics import evaluate_npz
+
+    layout, m = X.Layout(cfg), X.experiment(cfg, experiment)["metrics"]
     X.row_spec(cfg, experiment, row)
-    ext = resolve_extractor(m["extractor"], weights_path=m["weights_path"], device=device or device_of(cfg))
-    with np.load(layout.reference, allow_pickle=False) as z:
+    ext, reference = metric_extractor(cfg, m, device)
+    with np.load(reference, allow_pickle=False) as z:
         ref_id = str(z["extractor_id"]) if "extractor_id" in z.files else None
-    if ref_id is not None and ref_id != ext.extractor_id and cfg["data"]["reference"]["npz"] is None:
-        raise ConfigError(f"{layout.reference!r} was built with feature extractor {ref_id}, but metrics now use "
+    if ref_id is not None and ref_id != ext.extractor_id and (m["extractor"] == "classifier"
+                                                              or cfg["data"]["reference"]["npz"] is None):
+        raise ConfigError(f"{reference!r} was built with feature extractor {ref_id}, but metrics now use "
                           f"{ext.extractor_id}; rebuild the reference (delete it and rerun).")
-    result = evaluate_npz(layout.samples(experiment, row), layout.reference, n=m["n"], metrics=m["metrics"],
+    result = evaluate_npz(layout.samples(experiment, row), reference, n=m["n"], metrics=m["metrics"],
                           extractor=ext, cache_dir=Path(layout.cache) / "metrics", batch_size=m["batch_size"],
                           progress=progress, pr_ref_n=m["pr_ref_n"])
     result = {"experiment": experiment, "row": row, **result}
@@ -414,8 +528,9 @@ def count_flops(cfg: dict, experiment: str) -> dict:
     real module; weights do not matter) -> flops/<experiment>.json."""
     from .flops import FlopCounter, recipe_gflops
 
-    exp, steps = X.experiment(cfg, experiment), cfg["sampling"]["steps"]
-    counters = {}
+    exp = X.experiment(cfg, experiment)
+    steps = exp["sampling"]["steps"]
+    counters, cache = {}, {}
 
     def counter(run):
         if run not in counters:
@@ -423,18 +538,29 @@ def count_flops(cfg: dict, experiment: str) -> dict:
         return counters[run]
 
     rows = {}
-    for rid, spec in exp["rows"].items():
-        c = {"main": counter(exp["run"])}
+    for rid in exp["rows"]:
+        spec = X.source_row(cfg, experiment, rid)
+        c = {"main": counter(spec["run"])}
         if spec.get("aux"):
             c["aux"] = counter(spec["aux"]["run"])
-        rows[rid] = round(recipe_gflops(c, spec["recipe"], steps), 6)
+        key = json.dumps([spec["run"], (spec.get("aux") or {}).get("run"), spec["recipe"]], sort_keys=True)
+        if key not in cache:
+            cache[key] = round(recipe_gflops(c, spec["recipe"], steps), 6)
+        rows[rid] = cache[key]
     base = rows[exp["baseline"]]
+    base_run = X.source_row(cfg, experiment, exp["baseline"])["run"]
     out = {"experiment": experiment, "steps": steps, "model": cfg["model"]["name"], "baseline": exp["baseline"],
+           "baseline_run": base_run,
            "convention": "multiply-accumulates of linear/conv layers per sampling step (fvcore), attention "
                          "products not counted (the paper's and DiT's convention)",
            "gflops": rows, "delta_gflops": {k: round(v - base, 6) for k, v in rows.items()}}
     write_json(X.Layout(cfg).flops(experiment), out)
     return out
+
+
+def count_all_flops(cfg: dict) -> dict:
+    """count_flops for every experiment of the config (the workflow's one flops job)."""
+    return {e: count_flops(cfg, e) for e in cfg["experiments"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,10 +573,11 @@ def run_stage(cfg: dict, stage: str, progress: bool = True, **ids):
 
     fn = {"prepare_data": lambda: prepare_data(cfg), "encode_latents": lambda: encode_latents(cfg, progress=progress),
           "reference_stats": lambda: reference_stats(cfg, progress=progress),
+          "classifier": lambda: train_classifier_stage(cfg, progress=progress),
           "train": lambda: run_training(cfg, ids["run"], progress=progress),
           "sample": lambda: sample_row(cfg, ids["experiment"], ids["row"], progress=progress),
           "evaluate": lambda: evaluate_row(cfg, ids["experiment"], ids["row"], progress=progress),
-          "flops": lambda: count_flops(cfg, ids["experiment"]),
+          "flops": lambda: count_all_flops(cfg),
           "report": lambda: report.write_report(cfg, ids["experiment"])}
     X._check_stage(stage, ids)
     return fn[stage]()

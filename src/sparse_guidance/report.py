@@ -59,37 +59,76 @@ def _gflops_digits(values) -> int:
     return max(2, min(6, 3 - int(math.floor(math.log10(min(vals))))))
 
 
-def table2_rows(cfg: dict, experiment: str = "table2") -> list[dict]:
-    """One dict per row: our numbers (steps, FID, GFLOPs, ΔGFLOPs, other metrics, seconds) and the paper's."""
+METRIC_KEYS = ("fid", "sfid", "is", "prec", "rec", "acc")
+
+
+def collect_rows(cfg: dict, experiment: str) -> list[dict]:
+    """One record per row of an experiment, from the workflow's outputs: the row's setting (label, recipe,
+    run, checkpoint step, seed, tags), its metrics, GFLOPs per step, sampling time and the paper's values
+    (``paper_<key>``). Rows that reuse another experiment's samples (same_as) read that row's files."""
     from .guidance import resolve_recipe
     from .pipeline import read_json
 
     layout, exp = X.Layout(cfg), X.experiment(cfg, experiment)
     flops = read_json(layout.flops(experiment))
-    summary = read_json(layout.run_summary(exp["run"]))
+    summaries = {}
     rows = []
-    for rid, spec in exp["rows"].items():
-        m = read_json(layout.metrics(experiment, rid))
-        info_path = Path(layout.sample_info(experiment, rid))
+    for rid, own in exp["rows"].items():
+        e2, r2 = X.resolve_source(cfg["experiments"], experiment, rid)
+        spec = cfg["experiments"][e2]["rows"][r2]
+        if spec["run"] not in summaries:
+            summaries[spec["run"]] = read_json(layout.run_summary(spec["run"]))
+        summary = summaries[spec["run"]]
+        m = read_json(layout.metrics(e2, r2))
+        info_path = Path(layout.sample_info(e2, r2))
         info = read_json(info_path) if info_path.exists() else {}
-        recipe = resolve_recipe(spec["recipe"], num_steps=cfg["sampling"]["steps"])
-        paper = spec.get("paper") or {}
-        rows.append({
-            "row": rid, "method": spec["label"], "setting": X.describe_recipe(recipe, spec.get("aux")),
-            "recipe": recipe.name, "steps": summary["steps"], "batch_size": summary["batch_size"],
-            "fid": m.get("fid"), "fid_n": m.get("fid_n"), "ref_n": m.get("ref_n"),
-            "gflops": flops["gflops"][rid], "delta_gflops": flops["delta_gflops"][rid],
-            "sfid": m.get("sfid"), "prec": m.get("prec"), "rec": m.get("rec"), "is": m.get("is_mean"),
-            "seconds_per_sample": info.get("seconds_per_sample"),
-            "paper_epochs": paper.get("epochs"), "paper_fid": paper.get("fid"), "paper_gflops": paper.get("gflops"),
-            "paper_delta_gflops": paper.get("delta_gflops"),
-        })
+        recipe = resolve_recipe(spec["recipe"], num_steps=cfg["experiments"][e2]["sampling"]["steps"])
+        paper = own.get("paper") or spec.get("paper") or {}
+        rec = {"row": rid, "method": own.get("label") or spec["label"], "tags": {**spec.get("tags", {}),
+                                                                               **own.get("tags", {})},
+               "setting": X.describe_recipe(recipe, spec.get("aux")), "recipe": recipe.name,
+               "omega": recipe.omega, "run": spec["run"], "sparsity": cfg["runs"][spec["run"]]["sparsity"],
+               "step": spec.get("step") or summary["steps"], "steps": summary["steps"],
+               "batch_size": summary["batch_size"], "seed": spec["seed"], "source": f"{e2}/{r2}",
+               "fid_n": m.get("fid_n"), "ref_n": m.get("ref_n"), "extractor": m.get("extractor"),
+               "gflops": flops["gflops"][rid], "delta_gflops": flops["delta_gflops"][rid],
+               "seconds_per_sample": info.get("seconds_per_sample")}
+        rec.update({k: m.get("is_mean" if k == "is" else k) for k in METRIC_KEYS})
+        rec.update({f"paper_{k}": paper.get(k) for k in X.PAPER_KEYS})
+        rows.append(rec)
     return rows
 
 
-CSV_COLUMNS = ("row", "method", "setting", "recipe", "steps", "batch_size", "fid", "fid_n", "ref_n", "gflops",
-               "delta_gflops", "sfid", "prec", "rec", "is", "seconds_per_sample", "paper_epochs", "paper_fid",
-               "paper_gflops", "paper_delta_gflops")
+def aggregate_seeds(rows: list[dict], keys=METRIC_KEYS) -> list[dict]:
+    """Rows replicated over sampling seeds (experiment ``seeds:``; tags base/seed) -> one row per base
+    with the mean of each metric, its standard deviation over seeds (``<key>_std``) and ``seeds``.
+    Rows without a seed tag pass through (``seeds`` 1, std None)."""
+    import numpy as np
+
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["tags"].get("base", r["row"]), []).append(r)
+    out = []
+    for base, rs in groups.items():
+        agg = {**rs[0], "row": base, "seeds": len(rs), "tags": {k: v for k, v in rs[0]["tags"].items()
+                                                               if k not in ("base", "seed")}}
+        for k in keys:
+            vals = [r[k] for r in rs if r.get(k) is not None]
+            agg[k] = float(np.mean(vals)) if vals else None
+            agg[f"{k}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+        out.append(agg)
+    return out
+
+
+def table2_rows(cfg: dict, experiment: str = "table2") -> list[dict]:
+    """One dict per row: our numbers (steps, FID, GFLOPs, ΔGFLOPs, other metrics, seconds) and the paper's."""
+    return aggregate_seeds(collect_rows(cfg, experiment))
+
+
+CSV_COLUMNS = ("row", "method", "setting", "recipe", "run", "sparsity", "steps", "batch_size", "seeds", "fid",
+               "fid_std", "fid_n", "ref_n", "gflops", "delta_gflops", "sfid", "sfid_std", "prec", "prec_std", "rec",
+               "rec_std", "is", "acc", "seconds_per_sample", "extractor", "paper_epochs", "paper_fid",
+               "paper_sfid", "paper_is", "paper_prec", "paper_rec", "paper_gflops", "paper_delta_gflops")
 
 
 def table2_columns(rows: list[dict]) -> list[Column]:
@@ -114,12 +153,137 @@ def cell(row: dict, col: Column) -> str:
     v = row.get(col.key)
     if col.fmt.startswith("delta:"):
         return fmt_delta(v, int(col.fmt.split(":")[1]))
+    std = row.get(f"{col.key}_std")
+    if std is not None and v is not None and not isinstance(v, str):
+        return f"{fmt_value(v, col.fmt)} ± {fmt_value(std, col.fmt)}"  # mean ± std over sampling seeds
     return fmt_value(v, col.fmt)
 
 
+def _at_n(rows: list[dict]) -> str:
+    n = {r.get("fid_n") for r in rows}
+    return f"@{n.pop()}" if len(n) == 1 and None not in n else ""
+
+
+def _seeds_note(rows: list[dict]) -> str:
+    seeds = {r.get("seeds", 1) for r in rows}
+    k = max(seeds)
+    return f" Mean ± standard deviation over {k} sampling seeds." if k > 1 else ""
+
+
+def _scale_note(cfg: dict, exp: dict, rows: list[dict]) -> str:
+    m, s = exp["metrics"], exp["sampling"]
+    refs = {r.get("ref_n") for r in rows}
+    ref_n = refs.pop() if len(refs) == 1 else None
+    feat = "the pipeline's Fashion-MNIST classifier features (not Inception)" if m["extractor"] == "classifier" \
+        else "Inception features"
+    return (f"Ours ({cfg['name']}): {cfg['model']['name']}, {s['solver'].capitalize()} {s['steps']} steps; "
+            f"metrics over the first {m['n']:,} samples" + (f" against {ref_n:,} reference images" if ref_n else "")
+            + f", in {feat} (FID at small N is biased upwards: compare rows only at equal N)."
+            + _seeds_note(rows))
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 1: CFG vs SG on a masked and a routed model
+# ---------------------------------------------------------------------------------------------
+
+def table1_columns(rows: list[dict]) -> list[Column]:
+    at = _at_n(rows)
+    return [
+        Column("method", "Guidance", "Guidance", align="l"),
+        Column("sparsity", "Sparsity", "Sparsity", align="l"),
+        Column("setting", "Setting", "Setting", align="l"),
+        Column("steps", "#Steps", "\\#Steps", "{:,}"),
+        Column("fid", f"FID{at} ↓", f"FID{at} $\\downarrow$", "{:.2f}"),
+        Column("sfid", "sFID ↓", "sFID $\\downarrow$", "{:.2f}"),
+        Column("is", "IS ↑", "IS $\\uparrow$", "{:.1f}"),
+        Column("prec", "Prec. ↑", "Prec. $\\uparrow$", "{:.2f}"),
+        Column("rec", "Rec. ↑", "Rec. $\\uparrow$", "{:.2f}"),
+        Column("paper_epochs", "paper #Epoch", "paper \\#Epoch", "{}"),
+        Column("paper_fid", "paper FID ↓", "paper FID $\\downarrow$", "{:.2f}"),
+        Column("paper_sfid", "paper sFID ↓", "paper sFID $\\downarrow$", "{:.2f}"),
+        Column("paper_is", "paper IS ↑", "paper IS $\\uparrow$", "{:.1f}"),
+        Column("paper_prec", "paper Prec. ↑", "paper Prec. $\\uparrow$", "{:.2f}"),
+        Column("paper_rec", "paper Rec. ↑", "paper Rec. $\\uparrow$", "{:.2f}"),
+    ]
+
+
+def table1_caption(cfg: dict, experiment: str, rows: list[dict]) -> str:
+    exp = X.experiment(cfg, experiment)
+    return " ".join(p for p in [exp.get("caption") or "", _scale_note(cfg, exp, rows),
+                                "IS needs Inception logits (blank with the offline network). "
+                                "Paper: SiT-XL/2, ImageNet-256, 160 epochs, FID@50k (Table 1)."] if p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 3: our rows among the literature's
+# ---------------------------------------------------------------------------------------------
+
+def literature_rows(path) -> tuple[list[dict], str]:
+    """The literature rows of Table 3 (a YAML data file, values as the paper prints them)."""
+    p = Path(path)
+    if not p.is_absolute():
+        p = X.repo_root() / p
+    data = X.read_yaml(p) if p.is_file() else None
+    if data is None:
+        raise ConfigError(f"literature file {str(path)!r} does not exist (experiments.table3.literature).")
+    rows = data.get("rows")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "method" in r for r in rows):
+        raise ConfigError(f"{str(path)!r}: 'rows' must list mappings with at least 'method'.")
+    return rows, str(data.get("source", ""))
+
+
+def table3_rows(cfg: dict, experiment: str = "table3") -> list[dict]:
+    exp = X.experiment(cfg, experiment)
+    lit, _ = literature_rows(exp.get("literature") or "workflow/data/table3_literature.yaml")
+    out = [{"method": r["method"], "kind": "literature", "epochs": r.get("epochs"), "steps": None,
+            **{k: r.get(k) for k in METRIC_KEYS if k != "acc"}, "source": r.get("source", ""),
+            "scale": "ImageNet-256, FID@50k"} for r in lit]
+    ours = aggregate_seeds(collect_rows(cfg, experiment))
+    for r in ours:  # the paper's own rows (its reproduction and SG_FID), then ours at this config's scale
+        if r.get("paper_fid") is not None:
+            out.append({"method": r.get("paper_label") or f"{r['method']} (paper)", "kind": "paper", "epochs": r.get("paper_epochs"),
+                        "steps": None, **{k: r.get(f"paper_{k}") for k in METRIC_KEYS if k != "acc"},
+                        "source": "Krause et al., Table 3", "scale": "ImageNet-256, FID@50k"})
+    for r in ours:
+        out.append({**r, "method": f"{r['method']} (ours)", "kind": "ours", "epochs": None,
+                    "source": f"this repository, config {cfg['name']}",
+                    "scale": f"{cfg['data']['dataset']}, FID@{r.get('fid_n')}"})
+    return out
+
+
+def table3_columns(rows: list[dict]) -> list[Column]:
+    return [
+        Column("method", "Method", "Method", align="l"),
+        Column("epochs", "#Epoch", "\\#Epoch", "{:,}"),
+        Column("steps", "#Steps", "\\#Steps", "{:,}"),
+        Column("fid", "FID ↓", "FID $\\downarrow$", "{:.2f}"),
+        Column("sfid", "sFID ↓", "sFID $\\downarrow$", "{:.2f}"),
+        Column("is", "IS ↑", "IS $\\uparrow$", "{:.2f}"),
+        Column("prec", "Prec. ↑", "Prec. $\\uparrow$", "{:.2f}"),
+        Column("rec", "Rec. ↑", "Rec. $\\uparrow$", "{:.2f}"),
+        Column("scale", "Scale", "Scale", align="l"),
+    ]
+
+
+def table3_caption(cfg: dict, experiment: str, rows: list[dict]) -> str:
+    exp = X.experiment(cfg, experiment)
+    ours = [r for r in rows if r.get("kind") == "ours"]
+    return " ".join(p for p in [
+        exp.get("caption") or "",
+        "Literature and paper rows: ImageNet-256 FID@50k as printed in the paper's Table 3 "
+        "(sources in the CSV's source column; — where the paper prints none).",
+        _scale_note(cfg, exp, ours) if ours else "",
+        "Our rows are at this config's scale and are not comparable with the ImageNet numbers."] if p)
+
+
+TABLE3_CSV = ("method", "kind", "epochs", "steps", "fid", "fid_std", "sfid", "is", "prec", "rec", "fid_n", "scale",
+              "source")
+
+
 def table2_caption(cfg: dict, experiment: str, rows: list[dict]) -> str:
-    exp, m, s = X.experiment(cfg, experiment), cfg["metrics"], cfg["sampling"]
-    run = cfg["runs"][exp["run"]]
+    exp = X.experiment(cfg, experiment)
+    m, s = exp["metrics"], exp["sampling"]
+    run = cfg["runs"][exp["run"] or rows[0]["run"]]
     refs = {r["ref_n"] for r in rows}
     ref_n = refs.pop() if len(refs) == 1 else None
     parts = [exp.get("caption") or "",
@@ -192,18 +356,29 @@ def _write_text(path, text: str):
         f.write(text)
 
 
-REPORTS = {"table2": (table2_rows, table2_columns, table2_caption)}
+def table1_rows(cfg: dict, experiment: str = "table1") -> list[dict]:
+    return aggregate_seeds(collect_rows(cfg, experiment))
 
 
-def write_report(cfg: dict, experiment: str) -> list[dict]:
-    """Write tables/<experiment>.csv, .md and .tex; returns the rows."""
+# experiment -> (rows, columns, caption, CSV columns)
+REPORTS = {"table1": (table1_rows, table1_columns, table1_caption, CSV_COLUMNS),
+           "table2": (table2_rows, table2_columns, table2_caption, CSV_COLUMNS),
+           "table3": (table3_rows, table3_columns, table3_caption, TABLE3_CSV)}
+
+
+def write_report(cfg: dict, experiment: str):
+    """Tables: tables/<experiment>.csv, .md and .tex (returns the rows). Figures: figures/<experiment>.png,
+    .pdf and the data behind them as .csv (figure_reports.py; returns the figure's data rows)."""
+    if experiment in X.FIGURES:
+        from . import figure_reports
+        return figure_reports.write_figure(cfg, experiment)
     if experiment not in REPORTS:
         raise ConfigError(f"no report for experiment {experiment!r}; reports: {', '.join(REPORTS)}.")
-    rows_fn, cols_fn, cap_fn = REPORTS[experiment]
+    rows_fn, cols_fn, cap_fn, csv_cols = REPORTS[experiment]
     rows = rows_fn(cfg, experiment)
     cols, caption = cols_fn(rows), cap_fn(cfg, experiment, rows)
     layout = X.Layout(cfg)
-    _write_text(layout.table(experiment, "csv"), to_csv(rows))
+    _write_text(layout.table(experiment, "csv"), to_csv(rows, csv_cols))
     _write_text(layout.table(experiment, "md"), to_markdown(rows, cols, caption))
     _write_text(layout.table(experiment, "tex"), to_latex(rows, cols, caption, label=f"tab:{experiment}"))
     return rows

@@ -66,3 +66,29 @@ rule reference_stats:
         f"../../{CONDA_ENV}"
     shell:
         PAPERMILL
+
+
+# The Fashion-MNIST classifier that figure grids measure with (metrics.extractor: classifier) and its
+# reference statistics; only configs that use it have this job.
+if "classifier" in CFG:
+
+    rule classifier:
+        input:
+            **X.stage_inputs(CFG, "classifier"),
+        output:
+            **X.stage_outputs(CFG, "classifier"),
+        log:
+            notebook=L.notebook("classifier"),
+            txt=L.log("classifier"),
+        benchmark:
+            L.benchmark("classifier")
+        params:
+            preset=PRESET,
+            args=X.notebook_args(CFG, OVERRIDES, "classifier"),
+        threads: X.resources(CFG, "classifier")["threads"]
+        resources:
+            **X.rule_resources(CFG, "classifier"),
+        conda:
+            f"../../{CONDA_ENV}"
+        shell:
+            PAPERMILL

@@ -1,5 +1,5 @@
 # Evaluation: metrics of every sampled row against the reference statistics, and GFLOPs per
-# sampling step of every row of an experiment (counted on the model, no weights needed).
+# sampling step of every row of every experiment, in one job (counted on the model, no weights needed).
 
 
 rule evaluate:
@@ -26,17 +26,17 @@ rule evaluate:
 
 rule flops:
     input:
-        unpack(lambda w: X.stage_inputs(CFG, "flops", experiment=w.experiment)),
+        **X.stage_inputs(CFG, "flops"),
     output:
-        **X.stage_outputs(CFG, "flops", experiment="{experiment}"),
+        **X.stage_outputs(CFG, "flops"),
     log:
-        notebook=L.notebook("flops", "{experiment}"),
-        txt=L.log("flops", "{experiment}"),
+        notebook=L.notebook("flops"),
+        txt=L.log("flops"),
     benchmark:
-        L.benchmark("flops", "{experiment}")
+        L.benchmark("flops")
     params:
         preset=PRESET,
-        args=lambda w: X.notebook_args(CFG, OVERRIDES, "flops", experiment=w.experiment),
+        args=X.notebook_args(CFG, OVERRIDES, "flops"),
     threads: X.resources(CFG, "flops")["threads"]
     resources:
         **X.rule_resources(CFG, "flops"),

@@ -1,21 +1,25 @@
-# Reports: per table or figure, a rule that runs its notebook (report_<experiment>) and the target
-# named after it. Defined for the experiments the config holds.
+# Reports: per table or figure of the config's experiments, a rule that runs its notebook
+# (report_<experiment>) and the target named after it (`snakemake table1`, `snakemake fig6`).
+# Tables -> results/<config>/tables/<name>.csv, .md, .tex; figures -> figures/<name>.png, .pdf and
+# the data behind them as .csv.
 
-if "table2" in CFG["experiments"]:
+for _exp in CFG["experiments"]:
 
-    rule report_table2:
+    rule:
+        name:
+            f"report_{_exp}"
         input:
-            **X.stage_inputs(CFG, "report", experiment="table2"),
+            **X.stage_inputs(CFG, "report", experiment=_exp),
         output:
-            **X.stage_outputs(CFG, "report", experiment="table2"),
+            **X.stage_outputs(CFG, "report", experiment=_exp),
         log:
-            notebook=L.notebook("report", "table2"),
-            txt=L.log("report", "table2"),
+            notebook=L.notebook("report", _exp),
+            txt=L.log("report", _exp),
         benchmark:
-            L.benchmark("report", "table2")
+            L.benchmark("report", _exp)
         params:
             preset=PRESET,
-            args=X.notebook_args(CFG, OVERRIDES, "report", experiment="table2"),
+            args=X.notebook_args(CFG, OVERRIDES, "report", experiment=_exp),
         threads: X.resources(CFG, "report")["threads"]
         resources:
             **X.rule_resources(CFG, "report"),
@@ -24,8 +28,9 @@ if "table2" in CFG["experiments"]:
         shell:
             PAPERMILL
 
-    # Table 2 (paper §4.2): unguided, CFG, AG, ICG, SG_FLOPS and SG_FID on one routed run ->
-    # results/<config>/tables/table2.csv, .md and .tex.
-    rule table2:
+    rule:
+        name:
+            _exp
+        localrule: True
         input:
-            **X.stage_outputs(CFG, "report", experiment="table2"),
+            **X.stage_outputs(CFG, "report", experiment=_exp),
