@@ -46,7 +46,11 @@ def output(p: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A copy of the workflow (Snakefile, workflow/, notebooks/, profiles/, the `slurm` link, ...)."""
-    dst = tmp_path_factory.mktemp("repo")
+    return copy_repo(tmp_path_factory.mktemp("repo"))
+
+
+def copy_repo(dst: Path) -> Path:
+    """Copy the workflow files into ``dst`` (the `slurm` link stays a link); returns ``dst``."""
     for name in COPIED:
         src = ROOT / name
         if src.is_symlink():
