@@ -326,3 +326,9 @@ def test_finetuning_runs_start_from_a_snapshot(smoke):
     bad(ft_runs(run="dense", step=10), "must have the architecture of 'dense'")
     bad({"compute": {"nproc": 0}}, "compute.nproc=0")
     assert X.load_config("smoke", {"compute": {"nproc": 2}})["compute"]["nproc"] == 2
+
+
+def test_the_run_most_rows_need_trains_first():
+    cfg = X.load_config("embedded")
+    p = {r: X.train_priority(cfg, r) for r in cfg["runs"]}
+    assert p["routing"] > p["masking"] > p["dense"] > 5 and p["routing_ft600"] > 5

@@ -1081,3 +1081,11 @@ def rule_resources(cfg: dict, rule: str) -> dict:
 def train_family(cfg: dict, run: str) -> str:
     """The resource entry of a run's job: 'finetune' for a run that starts from another's snapshot."""
     return "finetune" if cfg["runs"][run].get("init") else "train"
+
+
+def train_priority(cfg: dict, run: str) -> int:
+    """Snakemake priority of a run's training job: 5 plus the number of sampled rows that need it
+    (as main or auxiliary model), so the run most of the tables wait for trains first."""
+    rows = [r for e in cfg["experiments"].values() for r in e["rows"].values() if not r.get("same_as")]
+    needs = {run} | {r for r, spec in cfg["runs"].items() if (spec.get("init") or {}).get("run") == run}
+    return 5 + sum(1 for r in rows if r["run"] in needs or (r.get("aux") or {}).get("run") in needs)

@@ -25,7 +25,7 @@ for _run in CFG["runs"]:
         threads: X.resources(CFG, X.train_family(CFG, _run))["threads"]
         resources:
             **X.rule_resources(CFG, X.train_family(CFG, _run)),
-        priority: 5
+        priority: X.train_priority(CFG, _run)  # runs more rows wait for train first
         conda:
             f"../../{CONDA_ENV}"
         shell:
