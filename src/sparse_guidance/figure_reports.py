@@ -71,7 +71,7 @@ def row_images(cfg: dict, source: str, n: int, classes=None) -> np.ndarray:
         # class by class, in the order given: column j of every row shows the same class and noise index
         per = -(-n // len(classes))
         idx = np.concatenate([np.flatnonzero(labels == c)[:per] for c in classes])
-        images = images[np.sort(idx)] if len(classes) == 1 else images[idx]
+        images = images[idx]
     return images[:n]
 
 
@@ -152,32 +152,31 @@ def fig5(cfg, experiment):
     best = F.best_over(rows, key=key, by=("method", "iteration"))
     fig = F.curves(best, x="iteration", y=key, group="method", yerr=f"{key}_std", xlabel="training iterations",
                    ylabel=f"{label} (best ω)", title=_title(cfg, exp, "Quality over training"))
-    return fig, [{**r, "best_over_omega": any(r is b or r == b for b in best)} for r in rows]
+    return fig, [{**r, "best_over_omega": r in best} for r in rows]
+
+
+def _heatmap(cfg, experiment, default_title, rows_key=None):
+    exp, rows = X.experiment(cfg, experiment), figure_rows(cfg, experiment)
+    key, label = _metric(exp)
+    _need(rows, ["gamma_strong", "gamma_weak", "omega"], experiment)
+    if rows_key:
+        for r in rows:
+            r.setdefault(rows_key, r["sparsity"])
+    clip = exp["plot"].get("clip")
+    fig = F.heatmaps(rows, value=key, facet="omega", x="gamma_strong", y="gamma_weak", value_label=label,
+                     clip=tuple(clip) if clip else None, title=_title(cfg, exp, exp["caption"] or default_title),
+                     **({"rows": rows_key} if rows_key else {}))
+    return fig, rows
 
 
 def fig6(cfg, experiment):
     """Figure 6: FID over (γ_strong, γ_weak), one panel per ω (AutoGuidance + SG by default)."""
-    exp, rows = X.experiment(cfg, experiment), figure_rows(cfg, experiment)
-    key, label = _metric(exp)
-    _need(rows, ["gamma_strong", "gamma_weak", "omega"], experiment)
-    clip = exp["plot"].get("clip")
-    fig = F.heatmaps(rows, value=key, facet="omega", x="gamma_strong", y="gamma_weak", value_label=label,
-                     clip=tuple(clip) if clip else None, title=_title(cfg, exp, exp["caption"] or "FID over γ"))
-    return fig, rows
+    return _heatmap(cfg, experiment, "FID over γ")
 
 
 def fig8(cfg, experiment):
     """Figure 8: FID over (γ_strong, γ_weak) per ω, routing and masking models as panel rows."""
-    exp, rows = X.experiment(cfg, experiment), figure_rows(cfg, experiment)
-    key, label = _metric(exp)
-    _need(rows, ["gamma_strong", "gamma_weak", "omega"], experiment)
-    for r in rows:
-        r.setdefault("model", r["sparsity"])
-    clip = exp["plot"].get("clip")
-    fig = F.heatmaps(rows, value=key, facet="omega", x="gamma_strong", y="gamma_weak", rows="model",
-                     value_label=label, clip=tuple(clip) if clip else None,
-                     title=_title(cfg, exp, exp["caption"] or "SG on routing and masking models"))
-    return fig, rows
+    return _heatmap(cfg, experiment, "SG on routing and masking models", rows_key="model")
 
 
 def fig7(cfg, experiment):

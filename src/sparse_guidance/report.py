@@ -186,24 +186,25 @@ def _scale_note(cfg: dict, exp: dict, rows: list[dict]) -> str:
 # Table 1: CFG vs SG on a masked and a routed model
 # ---------------------------------------------------------------------------------------------
 
+def metric_columns(prefix: str = "", fid_at: str = "", is_fmt: str = "{:.1f}") -> list[Column]:
+    """FID, sFID, IS, precision and recall columns (the paper's Tables 1 and 3), ours or ``paper_``."""
+    head = "paper " if prefix else ""
+    tex = {"↓": "$\\downarrow$", "↑": "$\\uparrow$"}
+    return [Column(f"{prefix}{key}", f"{head}{name} {arrow}", f"{head}{name} {tex[arrow]}", fmt)
+            for key, name, arrow, fmt in (("fid", f"FID{fid_at}", "↓", "{:.2f}"), ("sfid", "sFID", "↓", "{:.2f}"),
+                                          ("is", "IS", "↑", is_fmt), ("prec", "Prec.", "↑", "{:.2f}"),
+                                          ("rec", "Rec.", "↑", "{:.2f}"))]
+
+
 def table1_columns(rows: list[dict]) -> list[Column]:
-    at = _at_n(rows)
     return [
         Column("method", "Guidance", "Guidance", align="l"),
         Column("sparsity", "Sparsity", "Sparsity", align="l"),
         Column("setting", "Setting", "Setting", align="l"),
         Column("steps", "#Steps", "\\#Steps", "{:,}"),
-        Column("fid", f"FID{at} ↓", f"FID{at} $\\downarrow$", "{:.2f}"),
-        Column("sfid", "sFID ↓", "sFID $\\downarrow$", "{:.2f}"),
-        Column("is", "IS ↑", "IS $\\uparrow$", "{:.1f}"),
-        Column("prec", "Prec. ↑", "Prec. $\\uparrow$", "{:.2f}"),
-        Column("rec", "Rec. ↑", "Rec. $\\uparrow$", "{:.2f}"),
+        *metric_columns(fid_at=_at_n(rows)),
         Column("paper_epochs", "paper #Epoch", "paper \\#Epoch", "{}"),
-        Column("paper_fid", "paper FID ↓", "paper FID $\\downarrow$", "{:.2f}"),
-        Column("paper_sfid", "paper sFID ↓", "paper sFID $\\downarrow$", "{:.2f}"),
-        Column("paper_is", "paper IS ↑", "paper IS $\\uparrow$", "{:.1f}"),
-        Column("paper_prec", "paper Prec. ↑", "paper Prec. $\\uparrow$", "{:.2f}"),
-        Column("paper_rec", "paper Rec. ↑", "paper Rec. $\\uparrow$", "{:.2f}"),
+        *metric_columns("paper_"),
     ]
 
 
@@ -256,11 +257,7 @@ def table3_columns(rows: list[dict]) -> list[Column]:
         Column("method", "Method", "Method", align="l"),
         Column("epochs", "#Epoch", "\\#Epoch", "{:,}"),
         Column("steps", "#Steps", "\\#Steps", "{:,}"),
-        Column("fid", "FID ↓", "FID $\\downarrow$", "{:.2f}"),
-        Column("sfid", "sFID ↓", "sFID $\\downarrow$", "{:.2f}"),
-        Column("is", "IS ↑", "IS $\\uparrow$", "{:.2f}"),
-        Column("prec", "Prec. ↑", "Prec. $\\uparrow$", "{:.2f}"),
-        Column("rec", "Rec. ↑", "Rec. $\\uparrow$", "{:.2f}"),
+        *metric_columns(is_fmt="{:.2f}"),
         Column("scale", "Scale", "Scale", align="l"),
     ]
 
