@@ -99,12 +99,18 @@ def test_missing_inputs_name_the_stage(cfg):
 
 
 def _rows():
-    base = dict(setting="—", recipe="unguided", steps=1200, batch_size=128, fid=50.0, fid_n=1000, ref_n=1000,
+    base = dict(setting="—", recipe="unguided", iteration=1200, steps=1200, batch_size=128, fid=50.0, fid_n=1000, ref_n=1000,
                 gflops=0.1234, delta_gflops=0.0, paper_epochs=400, paper_fid=4.89, paper_gflops=114.42,
                 paper_delta_gflops=0.0)
     return [dict(base, row="unguided", method="SiT-T/2 + routing"),
             dict(base, row="sg_flops", method="+SG_FLOPS", setting="ω=2.5, γ 0.5 / 0.9", fid=None,
                  gflops=0.1, delta_gflops=-0.0234, paper_fid=2.14, paper_gflops=97.67, paper_delta_gflops=-16.75)]
+
+
+def test_iteration_counts_the_parent_run_of_a_finetune():
+    cfg = X.load_config("smoke")
+    assert R.iteration(cfg, "routing", 10) == 10 and R.iteration(cfg, "routing", None) == 20
+    assert R.iteration(cfg, "routing_ft10", None) == 10 + 5  # branched at routing@10, then 5 own steps
 
 
 def test_table_formats():

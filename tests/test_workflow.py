@@ -247,10 +247,12 @@ def test_smoke_tables_1_and_3(repo, smoke_run):
     t1 = read_csv(res / "table1.csv")
     assert [(r["method"], r["sparsity"]) for r in t1] == [("CFG", "masking"), ("SG (Ours)", "masking"),
                                                          ("CFG", "routing"), ("SG (Ours)", "routing")]
+    # #Steps is the checkpoint's training step (routing rows use the step-10 snapshot), not the run's length
+    assert [int(r["iteration"]) for r in t1] == [20, 20, 10, 10] and {r["steps"] for r in t1} == {"20"}
     for r in t1:
         assert float(r["fid"]) > 0 and float(r["sfid"]) > 0 and 0 <= float(r["prec"]) <= 1 and r["paper_fid"]
     header = (res / "table1.md").read_text().splitlines()[0]
-    for col in ("Guidance", "Sparsity", "FID@16", "sFID", "IS", "Prec.", "Rec.", "paper FID", "paper #Epoch"):
+    for col in ("Guidance", "Sparsity", "#Steps", "FID@16", "sFID", "IS", "Prec.", "Rec.", "paper FID", "paper #Epoch"):
         assert col in header, header
     t3 = read_csv(res / "table3.csv")
     kinds = [r["kind"] for r in t3]

@@ -33,26 +33,14 @@ from .report import _write_text, aggregate_seeds, collect_rows
 # Data
 # ---------------------------------------------------------------------------------------------
 
-def iteration(cfg: dict, run: str, step: int | None) -> int:
-    """Training iterations behind a run's checkpoint, counting those of the run it started from
-    (a dense finetuning run branched at step s of its parent has seen s + its own steps)."""
-    r = cfg["runs"][run]
-    own = step if step is not None else r["train"]["steps"]
-    init = r.get("init")
-    return own + (iteration(cfg, init["run"], init["step"]) if init else 0)
-
-
 def figure_rows(cfg: dict, experiment: str) -> list[dict]:
-    """The experiment's rows (collect_rows), averaged over sampling seeds, with their tags as keys and
-    ``iteration`` (training iterations of the main checkpoint)."""
+    """The experiment's rows (collect_rows, with ``iteration``), averaged over sampling seeds, with their
+    tags as keys and ``baseline`` marking the experiment's baseline row."""
     exp = X.experiment(cfg, experiment)
     base = exp["rows"][exp["baseline"]].get("tags", {}).get("base", exp["baseline"])
     out = []
     for r in aggregate_seeds(collect_rows(cfg, experiment)):
-        e2, r2 = r["source"].split("/")  # the first seed's samples when rows are replicated over seeds
-        spec = cfg["experiments"][e2]["rows"][r2]
         d = {**{k: v for k, v in r.items() if k != "tags"}, **r["tags"]}
-        d["iteration"] = iteration(cfg, spec["run"], spec.get("step"))
         d["baseline"] = r["row"] == base
         out.append(d)
     return out

@@ -89,6 +89,7 @@ def collect_rows(cfg: dict, experiment: str) -> list[dict]:
                "setting": X.describe_recipe(recipe, spec.get("aux")), "recipe": recipe.name,
                "omega": recipe.omega, "run": spec["run"], "sparsity": cfg["runs"][spec["run"]]["sparsity"],
                "step": spec.get("step") or summary["steps"], "steps": summary["steps"],
+               "iteration": iteration(cfg, spec["run"], spec.get("step")),
                "batch_size": summary["batch_size"], "seed": spec["seed"], "source": f"{e2}/{r2}",
                "fid_n": m.get("fid_n"), "ref_n": m.get("ref_n"), "extractor": m.get("extractor"),
                "gflops": flops["gflops"][rid], "delta_gflops": flops["delta_gflops"][rid],
@@ -97,6 +98,16 @@ def collect_rows(cfg: dict, experiment: str) -> list[dict]:
         rec.update({f"paper_{k}": paper.get(k) for k in X.PAPER_KEYS})
         rows.append(rec)
     return rows
+
+
+def iteration(cfg: dict, run: str, step: int | None) -> int:
+    """Training iterations behind a run's checkpoint (``step``, None = the run's end), counting those
+    of the run it started from: a dense finetuning run branched at step s of its parent has seen
+    s + its own steps. Tables show this as #Steps; ``steps`` is the run's own length."""
+    r = cfg["runs"][run]
+    own = step if step is not None else r["train"]["steps"]
+    init = r.get("init")
+    return own + (iteration(cfg, init["run"], init["step"]) if init else 0)
 
 
 def aggregate_seeds(rows: list[dict], keys=METRIC_KEYS) -> list[dict]:
@@ -125,7 +136,7 @@ def table2_rows(cfg: dict, experiment: str = "table2") -> list[dict]:
     return aggregate_seeds(collect_rows(cfg, experiment))
 
 
-CSV_COLUMNS = ("row", "method", "setting", "recipe", "run", "sparsity", "steps", "batch_size", "seeds", "fid",
+CSV_COLUMNS = ("row", "method", "setting", "recipe", "run", "sparsity", "iteration", "steps", "batch_size", "seeds", "fid",
                "fid_std", "fid_n", "ref_n", "gflops", "delta_gflops", "sfid", "sfid_std", "prec", "prec_std", "rec",
                "rec_std", "is", "acc", "seconds_per_sample", "extractor", "paper_epochs", "paper_fid",
                "paper_sfid", "paper_is", "paper_prec", "paper_rec", "paper_gflops", "paper_delta_gflops")
@@ -138,7 +149,7 @@ def table2_columns(rows: list[dict]) -> list[Column]:
     return [
         Column("method", "Method", "Method", align="l"),
         Column("setting", "Setting", "Setting", align="l"),
-        Column("steps", "#Steps", "\\#Steps", "{:,}"),
+        Column("iteration", "#Steps", "\\#Steps", "{:,}"),
         Column("fid", f"FID{fid_n} ↓", f"FID{fid_n} $\\downarrow$", "{:.2f}"),
         Column("gflops", "GFLOPs ↓", "GFLOPs $\\downarrow$", f"{{:.{g}f}}"),
         Column("delta_gflops", "ΔGFLOPs ↓", "$\\Delta$GFLOPs $\\downarrow$", f"delta:{g}"),
@@ -201,7 +212,7 @@ def table1_columns(rows: list[dict]) -> list[Column]:
         Column("method", "Guidance", "Guidance", align="l"),
         Column("sparsity", "Sparsity", "Sparsity", align="l"),
         Column("setting", "Setting", "Setting", align="l"),
-        Column("steps", "#Steps", "\\#Steps", "{:,}"),
+        Column("iteration", "#Steps", "\\#Steps", "{:,}"),
         *metric_columns(fid_at=_at_n(rows)),
         Column("paper_epochs", "paper #Epoch", "paper \\#Epoch", "{}"),
         *metric_columns("paper_"),
@@ -236,14 +247,14 @@ def literature_rows(path) -> tuple[list[dict], str]:
 def table3_rows(cfg: dict, experiment: str = "table3") -> list[dict]:
     exp = X.experiment(cfg, experiment)
     lit, _ = literature_rows(exp.get("literature") or "workflow/data/table3_literature.yaml")
-    out = [{"method": r["method"], "kind": "literature", "epochs": r.get("epochs"), "steps": None,
+    out = [{"method": r["method"], "kind": "literature", "epochs": r.get("epochs"), "iteration": None,
             **{k: r.get(k) for k in METRIC_KEYS if k != "acc"}, "source": r.get("source", ""),
             "scale": "ImageNet-256, FID@50k"} for r in lit]
     ours = aggregate_seeds(collect_rows(cfg, experiment))
     for r in ours:  # the paper's own rows (its reproduction and SG_FID), then ours at this config's scale
         if r.get("paper_fid") is not None:
             out.append({"method": r.get("paper_label") or f"{r['method']} (paper)", "kind": "paper", "epochs": r.get("paper_epochs"),
-                        "steps": None, **{k: r.get(f"paper_{k}") for k in METRIC_KEYS if k != "acc"},
+                        "iteration": None, **{k: r.get(f"paper_{k}") for k in METRIC_KEYS if k != "acc"},
                         "source": "Krause et al., Table 3", "scale": "ImageNet-256, FID@50k"})
     for r in ours:
         out.append({**r, "method": f"{r['method']} (ours)", "kind": "ours", "epochs": None,
@@ -256,7 +267,7 @@ def table3_columns(rows: list[dict]) -> list[Column]:
     return [
         Column("method", "Method", "Method", align="l"),
         Column("epochs", "#Epoch", "\\#Epoch", "{:,}"),
-        Column("steps", "#Steps", "\\#Steps", "{:,}"),
+        Column("iteration", "#Steps", "\\#Steps", "{:,}"),
         *metric_columns(is_fmt="{:.2f}"),
         Column("scale", "Scale", "Scale", align="l"),
     ]
@@ -273,7 +284,7 @@ def table3_caption(cfg: dict, experiment: str, rows: list[dict]) -> str:
         "Our rows are at this config's scale and are not comparable with the ImageNet numbers."] if p)
 
 
-TABLE3_CSV = ("method", "kind", "epochs", "steps", "fid", "fid_std", "sfid", "is", "prec", "rec", "fid_n", "scale",
+TABLE3_CSV = ("method", "kind", "epochs", "iteration", "fid", "fid_std", "sfid", "is", "prec", "rec", "fid_n", "scale",
               "source")
 
 
