@@ -2,24 +2,13 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-from pathlib import Path
 
 import pytest
+from script_helpers import load_script
 
 from sparse_guidance import experiments as X
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_hours.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("gpu_hours", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-G = _load_script()
+G = load_script("gpu_hours")
 
 
 @pytest.fixture(scope="module")

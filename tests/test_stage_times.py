@@ -1,23 +1,13 @@
 """scripts/stage_times.py: per-stage sums and shares from Snakemake benchmark files."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from script_helpers import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "stage_times.py"
+S = load_script("stage_times")
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("stage_times", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-S = _load_script()
 
 
 def _bench(folder: Path, name: str, wall: float, cpu: float, rss: float = 100.0) -> None:
