@@ -7,9 +7,10 @@
 #   snakemake table2 --config preset=smoke --configfile more.yaml             # nested overrides
 # (--config takes every word after it: name the targets first, or end its list with --.)
 #
-# The configuration is data (workflow/config/<preset>.yaml; a preset may `extends:` another);
-# src/sparse_guidance/experiments.py validates it before any job is planned (a bad value stops
-# Snakemake with a message naming its key) and knows where every stage writes and what it reads.
+# The configuration is data (workflow/config/<preset>.yaml; a preset may `extends:` another), its
+# form is workflow/schemas/config.schema.yaml (JSON Schema with defaults); src/sparse_guidance/
+# experiments.py validates it against that schema and across sections before any job is planned
+# (a bad value stops Snakemake with a message naming its key) and knows where every stage writes.
 # Every job runs a notebook from notebooks/ with papermill; the executed copy is kept under
 # results/<config>/notebooks/ (also when it fails), its output under results/<config>/logs/ and its
 # timing under results/<config>/benchmarks/. Profiles: profiles/default (local, auto-loaded),
@@ -20,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # sparse_guidance, also without an install
 
+from snakemake.utils import validate
+
 from sparse_guidance import experiments as X
 from sparse_guidance.errors import ConfigError
 
@@ -29,6 +32,7 @@ try:
     CFG = X.load_config(PRESET, OVERRIDES)
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration (preset {PRESET!r}): {err}") from None
+validate(CFG, "workflow/schemas/config.schema.yaml")  # the schema load_config checked, read by Snakemake too
 L = X.Layout(CFG)
 
 # Jobs run the papermill of the environment that runs Snakemake (the project's .venv), or with

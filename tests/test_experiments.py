@@ -153,9 +153,46 @@ def test_data_model_and_metrics_agree():
     bad({"data": {"reference": {"npz": None}}}, "data.reference.npz", preset="paper")
 
 
-def test_metric_and_extractor_names_match_the_metrics_package():
+def test_the_schema_names_what_the_code_knows():
+    """The schema's enums and key lists agree with the registries and dataclasses they describe."""
+    import dataclasses
+
     from sparse_guidance.metrics.evaluate import METRICS
-    assert X.METRICS == METRICS
+    from sparse_guidance.models import SPARSITY
+    from sparse_guidance.sampling import SOLVERS
+    from sparse_guidance.schema import load_schema
+    from sparse_guidance.train import TrainConfig
+    s = load_schema()
+    d, props = s["$defs"], s["properties"]
+    assert tuple(d["metrics"]["properties"]["metrics"]["items"]["enum"]) == METRICS
+    assert set(d["train"]["properties"]) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert tuple(d["run"]["properties"]["sparsity"]["enum"]) == SPARSITY
+    assert tuple(d["sampling"]["properties"]["solver"]["enum"]) == SOLVERS
+    assert tuple(props["experiments"]["properties"]) == X.EXPERIMENTS
+    assert tuple(props["resources"]["properties"]) == X.RESOURCE_RULES
+    assert set(d["resource"]["properties"]) == set(X.RESOURCE_KEYS)
+    assert tuple(d["paper"]["properties"]) == X.PAPER_KEYS
+    assert set(d["data"]["properties"]["dataset"]["enum"]) == set(X.DATASETS)
+    assert d["id"]["pattern"] == X.ID_RE.pattern
+
+
+def test_snakemake_validates_the_loaded_config_with_the_same_schema():
+    from snakemake.utils import validate
+    for preset in ("smoke", "embedded", "paper"):
+        cfg = X.load_config(preset)
+        validate(copy.deepcopy(cfg), "workflow/schemas/config.schema.yaml")  # a validated config stays valid
+    raw = X.read_yaml("workflow/config/smoke.yaml")
+    validate(raw, "workflow/schemas/config.schema.yaml")  # Snakemake fills the schema's defaults as we do
+    assert raw["sampling"]["solver"] == "euler" and raw["data"]["encode"]["num_workers"] == 0
+
+
+def test_schema_messages_say_what_a_value_must_be():
+    bad({"compute": {"nproc": "many"}}, "compute.nproc='many'", "'auto' or a number of processes")
+    bad({"runs": {"routing": {"train": {"betas": [0.9]}}}}, "runs.routing.train.betas=[0.9]", "two numbers")
+    bad({"sampling": {"bf16": "yes"}}, "sampling.bf16='yes' must be true or false")
+    bad({"experiments": {"fig1": {"rows": {"x": {"same_as": "table2/cfg", "seed": 3}}}}}, "fig1.rows.x.seed",
+        "samples nothing")
+    bad(rows(cfg={"label": None}), "experiments.table2.rows.cfg.label=None must be a string")
 
 
 def test_layout_names_match_the_training_loop(smoke, tmp_path):

@@ -12,8 +12,10 @@ that names the key (``experiments.table2.rows.cfg.recipe``) and what would be al
 Presets (``workflow/config/*.yaml``) hold every knob of a configuration: the data and its codec,
 the model, the training runs, sampling, metrics, per-rule resources and the experiments (each a
 table or figure of the paper, its rows as data). ``load_config`` deep-merges overrides into the
-preset (mappings merge key by key, anything else is replaced), fills documented defaults and
-validates the result (see ``validate``). A preset may name another to start from
+preset (mappings merge key by key, anything else is replaced) and validates the result: the JSON
+Schema ``workflow/schemas/config.schema.yaml`` checks types, ranges and names and fills the defaults
+(schema.py; the Snakefile validates the same file), then ``validate`` checks what refers across
+sections. A preset may name another to start from
 (``extends: embedded``); the chain is merged base first.
 
 Stages (the workflow's jobs) and what they depend on live here too (``stage_deps``,
@@ -35,23 +37,17 @@ DEFAULT_PRESET = "embedded"
 DATASETS = {"fashion_mnist": 10, "imagenet": 1000}  # dataset -> number of classes
 FASHION_MNIST_SPLITS = {"train": 60000, "test": 10000}
 FASHION_MNIST_SIZE = 32  # 28 x 28 padded by 2 on each side (data/fashion_mnist.py)
-LATENT_DTYPES = ("float32", "float16")
-SOLVERS = ("euler", "heun")  # sampling.SOLVERS
-LABELS = ("balanced", "random")
-DEVICES = ("auto", "cpu", "cuda")
-# metrics.evaluate.METRICS and the extractor names of metrics.inception.resolve_extractor, kept here
-# so that reading a config does not import torch-fidelity (a test checks that they agree).
-METRICS = ("fid", "sfid", "is", "prec", "rec", "acc")
-EXTRACTORS = ("auto", "offline", "fid-inception-torchscript", "inception-v3-compat", "classifier")
-# Experiments the workflow knows how to report (one report rule and notebook each): the paper's
-# ImageNet tables and figures. The text-to-image ones (Tables 4-5, Figs. 9, A1-A4) come later.
+# Experiments the workflow knows how to report (one report rule and notebook each; the schema's
+# experiments): the paper's ImageNet tables and figures. The text-to-image ones (Tables 4-5, Figs. 9, A1-A4) come later.
 TABLES = ("table1", "table2", "table3")
 FIGURES = ("fig1", "fig2", "fig4", "fig5", "fig6", "fig7", "fig8", "figA5", "figA6", "figA7", "figA8", "figA9")
 EXPERIMENTS = TABLES + FIGURES
-# Resource entries a config may set (rule families of workflow/rules/*.smk), and what each holds.
+# Resource entries a config may set (rule families of workflow/rules/*.smk; the schema's
+# resources), and what each holds.
 RESOURCE_RULES = ("default", "prepare_data", "encode_latents", "reference_stats", "classifier", "train",
                   "finetune", "sample", "evaluate", "flops", "report")
 RESOURCE_KEYS = {"threads": 1, "gpu": 0, "mem_mb": 4000, "runtime": 60}
+DECODER_KEYS = {"depth": "decoder_depth", "width": "decoder_width", "heads": "decoder_heads"}
 # Training options that may change while a run keeps its state (everything else needs a fresh run).
 RESUMABLE_TRAIN_KEYS = ("steps", "save_steps", "ckpt_every", "log_every")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -156,136 +152,9 @@ def load_config(preset: str | Path | None = None, overrides: dict | None = None)
 
 
 # ---------------------------------------------------------------------------------------------
-# Validation helpers
+# Validation: the schema (workflow/schemas/config.schema.yaml) checks types, ranges, names and
+# unknown keys and fills the defaults; what follows checks what a schema cannot say.
 # ---------------------------------------------------------------------------------------------
-
-def _keys(d, where: str, required=(), optional=()) -> dict:
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(d).__name__} {d!r}.")
-    allowed = set(required) | set(optional)
-    extra = sorted(set(d) - allowed)
-    if extra:
-        prefix = "" if where == "config" else f"{where}."
-        raise ConfigError(f"unknown config key(s) {', '.join(prefix + str(k) for k in extra)}; "
-                          f"{'the config' if where == 'config' else where} takes {', '.join(sorted(allowed))}.")
-    missing = [k for k in required if k not in d]
-    if missing:
-        prefix = "" if where == "config" else f"{where}."
-        raise ConfigError(f"{'the config' if where == 'config' else where} is missing "
-                          f"{', '.join(prefix + k for k in missing)}.")
-    return d
-
-
-def _int(v, where: str, lo: int | None = None, hi: int | None = None) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{where}={v!r} must be an integer.")
-    if lo is not None and v < lo:
-        raise ConfigError(f"{where}={v} must be >= {lo}.")
-    if hi is not None and v > hi:
-        raise ConfigError(f"{where}={v} must be <= {hi}.")
-    return v
-
-
-def _bool(v, where: str) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(f"{where}={v!r} must be true or false.")
-    return v
-
-
-def _choice(v, where: str, choices) -> str:
-    if v not in choices:
-        raise ConfigError(f"{where}={v!r}; choose one of {', '.join(map(str, choices))}.")
-    return v
-
-
-def _str(v, where: str, allow_none: bool = False):
-    if v is None and allow_none:
-        return v
-    if not isinstance(v, str) or not v:
-        raise ConfigError(f"{where}={v!r} must be a non-empty string.")
-    return v
-
-
-def _id(v, where: str) -> str:
-    if not isinstance(v, str) or not ID_RE.match(v):
-        raise ConfigError(f"{where}: {v!r} is not a usable name (letters, digits and _ . + -, starting with a "
-                          "letter or digit; it becomes part of file names).")
-    return v
-
-
-def _with_defaults(d: dict, defaults: dict) -> dict:
-    return {**copy.deepcopy(defaults), **d}
-
-
-# ---------------------------------------------------------------------------------------------
-# Sections
-# ---------------------------------------------------------------------------------------------
-
-TOP_REQUIRED = ("name", "data", "model", "runs", "sampling", "metrics", "experiments")
-TOP_OPTIONAL = ("results_dir", "compute", "resources", "classifier")
-# The Fashion-MNIST classifier some figures measure with (metrics.extractor: classifier); its defaults
-# train in about a minute on 2 cores (metrics/classifier.py).
-CLASSIFIER_KEYS = ("steps", "batch_size", "lr", "seed", "reference_n")
-CLASSIFIER_DEFAULTS = dict(steps=1500, batch_size=128, lr=2e-3, seed=0, reference_n=10000)
-
-DATA_DEFAULTS = dict(root=None, download=False, train_split="train", train_limit=None)
-ENCODE_DEFAULTS = dict(flip=False, batch_size=256, shard_size=10000, dtype="float32", seed=0, num_workers=0)
-REFERENCE_DEFAULTS = dict(split="test", n=None, npz=None, batch_size=32)
-SAMPLING_DEFAULTS = dict(steps=40, solver="euler", seed=0, batch_size=256, labels="balanced", bf16=False)
-METRICS_DEFAULTS = dict(metrics=["fid"], extractor="auto", weights_path=None, batch_size=32, pr_ref_n=10000)
-MODEL_OPTIONAL = ("depth", "hidden_size", "num_heads", "mlp_ratio", "learn_sigma", "patch_size")
-RUN_DEFAULTS = dict(routes=[], train_gamma=None, decoder=None, init=None)
-DECODER_KEYS = {"depth": "decoder_depth", "width": "decoder_width", "heads": "decoder_heads"}
-
-
-def _check_data(d: dict) -> dict:
-    d = _with_defaults(_keys(d, "data", ("dataset", "image_size", "codec", "reference"),
-                             ("root", "download", "train_split", "train_limit", "encode")), DATA_DEFAULTS)
-    _choice(d["dataset"], "data.dataset", tuple(DATASETS))
-    _int(d["image_size"], "data.image_size", 1)
-    _str(d["root"], "data.root", allow_none=True)
-    _bool(d["download"], "data.download")
-    if d["train_limit"] is not None:
-        _int(d["train_limit"], "data.train_limit", 1)
-    codec = d["codec"]
-    if isinstance(codec, str):
-        codec = {"name": codec}
-    _keys(codec, "data.codec", ("name",), ("path", "posterior", "factor", "image_channels", "shift", "scale",
-                                            "scale_factor"))
-    from .data.codecs import CODECS  # light: no torch-fidelity, no diffusers until a VAE is built
-    _choice(codec["name"], "data.codec.name", tuple(CODECS))
-    d["codec"] = codec
-    d["encode"] = _with_defaults(_keys(d.get("encode") or {}, "data.encode", (), tuple(ENCODE_DEFAULTS)),
-                                 ENCODE_DEFAULTS)
-    e = d["encode"]
-    _bool(e["flip"], "data.encode.flip")
-    for k in ("batch_size", "shard_size"):
-        _int(e[k], f"data.encode.{k}", 1)
-    _int(e["seed"], "data.encode.seed")
-    _int(e["num_workers"], "data.encode.num_workers", 0)
-    _choice(e["dtype"], "data.encode.dtype", LATENT_DTYPES)
-    ref = d["reference"] = _with_defaults(_keys(d["reference"], "data.reference", (), tuple(REFERENCE_DEFAULTS)),
-                                          REFERENCE_DEFAULTS)
-    _int(ref["batch_size"], "data.reference.batch_size", 1)
-    if d["dataset"] == "fashion_mnist":
-        if d["image_size"] != FASHION_MNIST_SIZE:
-            raise ConfigError(f"data.image_size={d['image_size']}: Fashion-MNIST images are padded to "
-                              f"{FASHION_MNIST_SIZE}x{FASHION_MNIST_SIZE}.")
-        _choice(d["train_split"], "data.train_split", tuple(FASHION_MNIST_SPLITS))
-        if ref["npz"] is None:
-            _choice(ref["split"], "data.reference.split", tuple(FASHION_MNIST_SPLITS))
-            if ref["n"] is None:
-                raise ConfigError("data.reference.n is missing: how many images of the reference split to use.")
-            _int(ref["n"], "data.reference.n", 2, FASHION_MNIST_SPLITS[ref["split"]])
-    elif ref["npz"] is None:
-        raise ConfigError("data.reference.npz is missing: ImageNet is evaluated against ADM's reference batch "
-                          "(VIRTUAL_imagenet256_labeled.npz); give its path.")
-    if ref["npz"] is not None:
-        _str(ref["npz"], "data.reference.npz")
-    if ref["n"] is not None and ref["npz"] is not None:
-        raise ConfigError("data.reference: give either npz (a reference batch used whole) or split + n, not both.")
-    return d
-
 
 def codec_geometry(codec: dict) -> tuple[int, int]:
     """(downsample factor, latent channels) of a codec spec, without building it (a VAE needs weights)."""
@@ -295,13 +164,35 @@ def codec_geometry(codec: dict) -> tuple[int, int]:
     return 8, 4  # the SD VAE: 3 x 256 x 256 -> 4 x 32 x 32
 
 
-def _check_model(m: dict, data: dict) -> dict:
-    _keys(m, "model", ("name", "input_size", "in_channels", "num_classes"), MODEL_OPTIONAL)
+def _check_data(d: dict):
+    from .data.codecs import CODECS  # light: no torch-fidelity, no diffusers until a VAE is built
+    if d["codec"]["name"] not in CODECS:
+        raise ConfigError(f"data.codec.name={d['codec']['name']!r}; choose one of {', '.join(CODECS)}.")
+    ref = d["reference"]
+    if d["dataset"] == "fashion_mnist":
+        if d["image_size"] != FASHION_MNIST_SIZE:
+            raise ConfigError(f"data.image_size={d['image_size']}: Fashion-MNIST images are padded to "
+                              f"{FASHION_MNIST_SIZE}x{FASHION_MNIST_SIZE}.")
+        for key, split in (("data.train_split", d["train_split"]), ("data.reference.split", ref["split"])):
+            if split not in FASHION_MNIST_SPLITS:
+                raise ConfigError(f"{key}={split!r}; choose one of {', '.join(FASHION_MNIST_SPLITS)}.")
+        if ref["npz"] is None:
+            if ref["n"] is None:
+                raise ConfigError("data.reference.n is missing: how many images of the reference split to use.")
+            if ref["n"] > FASHION_MNIST_SPLITS[ref["split"]]:
+                raise ConfigError(f"data.reference.n={ref['n']} must be <= {FASHION_MNIST_SPLITS[ref['split']]} "
+                                  f"(the images of the {ref['split']} split).")
+    elif ref["npz"] is None:
+        raise ConfigError("data.reference.npz is missing: ImageNet is evaluated against ADM's reference batch "
+                          "(VIRTUAL_imagenet256_labeled.npz); give its path.")
+    if ref["n"] is not None and ref["npz"] is not None:
+        raise ConfigError("data.reference: give either npz (a reference batch used whole) or split + n, not both.")
+
+
+def _check_model(m: dict, data: dict):
     from .models import MODELS
     if m["name"] not in MODELS:
         raise ConfigError(f"model.name={m['name']!r} is not a registered model; known: {', '.join(MODELS)}.")
-    for k in ("input_size", "in_channels", "num_classes"):
-        _int(m[k], f"model.{k}", 1)
     down, channels = codec_geometry(data["codec"])
     if data["image_size"] % down or data["image_size"] // down != m["input_size"]:
         raise ConfigError(f"model.input_size={m['input_size']} does not match the latents: {data['image_size']}px "
@@ -313,7 +204,6 @@ def _check_model(m: dict, data: dict) -> dict:
     if m["num_classes"] != DATASETS[data["dataset"]]:
         raise ConfigError(f"model.num_classes={m['num_classes']} but {data['dataset']} has "
                           f"{DATASETS[data['dataset']]} classes.")
-    return m
 
 
 def model_kwargs(cfg: dict, run: str) -> tuple[str, str, dict]:
@@ -341,116 +231,59 @@ def build_run_model(cfg: dict, run: str, device="cpu"):
         return build_model(name, sparsity=sparsity, **kw)
 
 
-def _check_runs(runs: dict, cfg: dict) -> dict:
-    if not isinstance(runs, dict) or not runs:
-        raise ConfigError("runs must map at least one run name to its settings (sparsity, routes, train, ...).")
-    from .models import SPARSITY
-    from .train import TrainConfig
-    out = {}
+def _check_runs(cfg: dict):
+    runs = cfg["runs"]
     for name, r in runs.items():
         where = f"runs.{name}"
-        _id(name, "runs")
-        r = _with_defaults(_keys(r, where, ("sparsity", "train"), ("routes", "train_gamma", "decoder", "label",
-                                                                    "init")), RUN_DEFAULTS)
-        _choice(r["sparsity"], f"{where}.sparsity", SPARSITY)
         if r["sparsity"] != "routing" and r["routes"]:
             raise ConfigError(f"{where}.routes: only sparsity 'routing' takes routes (this run is {r['sparsity']!r}).")
-        if r["decoder"] is not None:
-            if r["sparsity"] != "masking":
-                raise ConfigError(f"{where}.decoder: only sparsity 'masking' has a decoder.")
-            _keys(r["decoder"], f"{where}.decoder", (), tuple(DECODER_KEYS))
+        if r["decoder"] is not None and r["sparsity"] != "masking":
+            raise ConfigError(f"{where}.decoder: only sparsity 'masking' has a decoder.")
         tr = r["train"]
-        _keys(tr, f"{where}.train", ("steps", "batch_size"),
-              tuple(f for f in TrainConfig.__dataclass_fields__))
-        try:
-            tc = TrainConfig.from_dict(copy.deepcopy(tr))
-        except (ConfigError, TypeError) as e:
-            raise ConfigError(f"{where}.train: {e}") from e
-        bad = [s for s in tc.save_steps if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= tc.steps]
+        bad = [s for s in tr.get("save_steps", []) if not 1 <= s <= tr["steps"]]
         if bad:
             raise ConfigError(f"{where}.train.save_steps {bad}: each snapshot step must be an integer in "
-                              f"1..{tc.steps} (train.steps).")
-        out[name] = r
+                              f"1..{tr['steps']} (train.steps).")
         try:  # routes vs depth, decoder sizes, gamma: the model's own checks, on the meta device
-            build_run_model({**cfg, "runs": out}, name, device="meta")
+            build_run_model(cfg, name, device="meta")
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from e
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: the model cannot be built ({type(e).__name__}: {e}).") from e
-    for name, r in out.items():  # finetuning runs start from another run's snapshot (dense finetuning)
-        if r["init"] is None:
+    for name, r in runs.items():  # finetuning runs start from another run's snapshot (dense finetuning)
+        init, where = r["init"], f"runs.{name}.init"
+        if init is None:
             continue
-        where = f"runs.{name}.init"
-        init = _keys(r["init"], where, ("run", "step"))
-        if init["run"] not in out:
-            raise ConfigError(f"{where}.run={init['run']!r} is not a training run; runs: {', '.join(out)}.")
+        if init["run"] not in runs:
+            raise ConfigError(f"{where}.run={init['run']!r} is not a training run; runs: {', '.join(runs)}.")
         if init["run"] == name:
             raise ConfigError(f"{where}.run: a run cannot start from itself.")
-        if model_kwargs({**cfg, "runs": out}, name) != model_kwargs({**cfg, "runs": out}, init["run"]):
+        if model_kwargs(cfg, name) != model_kwargs(cfg, init["run"]):
             raise ConfigError(f"{where}: run {name!r} must have the architecture of {init['run']!r} (same sparsity, "
                               "routes and decoder) to start from its weights; set the training sparsity with "
                               "train.gamma (0 for dense finetuning).")
-        _check_snapshot({**cfg, "runs": out}, init["run"], init["step"], f"{where}.step")
+        _check_snapshot(cfg, init["run"], init["step"], f"{where}.step")
         seen, at = {name}, init["run"]
-        while out[at]["init"] is not None:
+        while runs[at]["init"] is not None:
             if at in seen:
                 raise ConfigError(f"{where}: runs start from each other in a cycle ({', '.join(sorted(seen))}).")
             seen.add(at)
-            at = out[at]["init"]["run"]
-    return out
+            at = runs[at]["init"]["run"]
 
 
-def _check_sampling(s: dict) -> dict:
-    s = _with_defaults(_keys(s, "sampling", ("num_samples",), tuple(SAMPLING_DEFAULTS)), SAMPLING_DEFAULTS)
-    _int(s["steps"], "sampling.steps", 1)
-    _choice(s["solver"], "sampling.solver", SOLVERS)
-    _int(s["seed"], "sampling.seed", 0)
-    _int(s["batch_size"], "sampling.batch_size", 1)
-    _int(s["num_samples"], "sampling.num_samples", 1)
-    _choice(s["labels"], "sampling.labels", LABELS)
-    _bool(s["bf16"], "sampling.bf16")
-    return s
-
-
-def _check_metrics(m: dict, sampling: dict, where: str = "metrics") -> dict:
-    m = _with_defaults(_keys(m, where, ("n",), tuple(METRICS_DEFAULTS)), METRICS_DEFAULTS)
-    names = m["metrics"]
-    if isinstance(names, str):
-        names = [x.strip() for x in names.split(",") if x.strip()]
-    if not isinstance(names, list) or not names:
-        raise ConfigError(f"{where}.metrics={m['metrics']!r} must list metrics, e.g. [fid].")
-    for x in names:
-        _choice(x, f"{where}.metrics", METRICS)
-    m["metrics"] = names
-    _int(m["n"], f"{where}.n", 2)
+def _check_metrics(m: dict, sampling: dict, where: str = "metrics"):
     if m["n"] > sampling["num_samples"]:
         raise ConfigError(f"{where}.n={m['n']} exceeds sampling.num_samples={sampling['num_samples']}: "
                           "a metric can only use the samples drawn.")
-    _choice(m["extractor"], f"{where}.extractor", EXTRACTORS)
-    _str(m["weights_path"], f"{where}.weights_path", allow_none=True)
-    _int(m["batch_size"], f"{where}.batch_size", 1)
-    _int(m["pr_ref_n"], f"{where}.pr_ref_n", 4)
-    if {"prec", "rec"} & set(names) and m["n"] < 4:
+    if {"prec", "rec"} & set(m["metrics"]) and m["n"] < 4:
         raise ConfigError(f"{where}.n={m['n']}: precision/recall (k=3) need at least 4 samples.")
-    return m
-
-
-def _check_resources(res: dict) -> dict:
-    res = _keys(res or {}, "resources", (), RESOURCE_RULES)
-    out = {}
-    for rule, spec in res.items():
-        spec = _keys(spec or {}, f"resources.{rule}", (), tuple(RESOURCE_KEYS))
-        for k, v in spec.items():
-            _int(v, f"resources.{rule}.{k}", 1 if k == "threads" else 0)
-        out[rule] = spec
-    return out
 
 
 def resources(cfg: dict, rule: str) -> dict:
     """threads, gpu, mem_mb and runtime (minutes) of a rule family: its entry over ``default``."""
     if rule not in RESOURCE_RULES:
         raise ConfigError(f"unknown resource entry {rule!r}; known: {', '.join(RESOURCE_RULES)}.")
-    res = cfg.get("resources", {})
+    res = {k: v or {} for k, v in cfg.get("resources", {}).items()}
     inherited = res.get("train", {}) if rule == "finetune" else {}  # finetuning jobs are training jobs
     return {**RESOURCE_KEYS, **res.get("default", {}), **inherited, **res.get(rule, {})}
 
@@ -459,18 +292,13 @@ def resources(cfg: dict, rule: str) -> dict:
 # Experiments (tables and figures as data)
 # ---------------------------------------------------------------------------------------------
 
-ROW_KEYS = ("label", "recipe", "run", "step", "aux", "seed", "tags", "paper", "same_as")
-# The paper's numbers a row may carry beside ours (Tables 1-3).
+# The paper's numbers a row may carry beside ours (Tables 1-3; the schema's $defs.paper).
 PAPER_KEYS = ("label", "epochs", "fid", "sfid", "is", "prec", "rec", "gflops", "delta_gflops")
-EXPERIMENT_KEYS = ("run", "rows", "grids", "baseline", "caption", "sampling", "metrics", "seeds", "literature",
-                   "plot")
-GRID_KEYS = ("name", "label", "recipe", "run", "step", "aux", "axes", "tags")
 # Grid axes that set a row's fields (the others are arguments of the recipe preset: omega, gamma_strong, ...).
 # 'gammas' is one list for both branches: it expands to every pair gamma_strong < gamma_weak (Figs. 6, 8).
 ROW_AXES = ("run", "step", "aux_step", "seed")
 AXIS_ABBR = {"omega": "w", "gamma_strong": "gs", "gamma_weak": "gw", "gamma": "g", "step": "it", "aux_step": "aux",
              "seed": "s", "run": ""}
-SAMPLING_OVERRIDES = ("num_samples", "batch_size", "seed", "steps", "solver", "labels", "bf16")
 
 
 def resolve_row_recipe(spec, num_steps: int, where: str):
@@ -490,23 +318,15 @@ def _fmt_axis(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def expand_grid(grid: dict, where: str) -> dict:
-    """The rows of one grid entry: the product of its axes (``gammas`` gives the pairs γs < γw).
+def expand_grid(g: dict, where: str) -> dict:
+    """The rows of one (schema-checked) grid entry: the product of its axes (``gammas`` gives the pairs γs < γw).
 
     ``{name: sg, recipe: sg, axes: {omega: [1.5, 2], gammas: [0, 0.5, 0.9]}}`` -> rows
     ``sg-w1.5-gs0-gw0.5``, ``sg-w1.5-gs0-gw0.9``, ... each tagged with its axis values."""
     import itertools
 
-    g = _keys(grid, where, ("name", "recipe", "axes"), GRID_KEYS)
-    _id(g["name"], f"{where}.name")
-    axes = g["axes"]
-    if not isinstance(axes, dict) or not axes:
-        raise ConfigError(f"{where}.axes must map axis names (omega, gamma_strong, gamma_weak, gammas, step, "
-                          "aux_step, seed, run, or another argument of the recipe preset) to lists of values.")
     names, values = [], []
-    for k, v in axes.items():
-        if not isinstance(v, list) or not v:
-            raise ConfigError(f"{where}.axes.{k}={v!r} must be a non-empty list.")
+    for k, v in g["axes"].items():
         if k == "gammas":
             pairs = [(a, b) for a in v for b in v if a < b]
             if not pairs:
@@ -516,28 +336,19 @@ def expand_grid(grid: dict, where: str) -> dict:
         else:
             names.append((k,))
             values.append([(x,) for x in v])
-    base = g["recipe"]
-    if isinstance(base, str):
-        base = {"preset": base}
+    base = {"preset": g["recipe"]} if isinstance(g["recipe"], str) else g["recipe"]
     recipe_axes = [k for ks in names for k in ks if k not in ROW_AXES]
-    if recipe_axes and not (isinstance(base, dict) and "preset" in base):
+    if recipe_axes and "preset" not in base:
         raise ConfigError(f"{where}: axes {recipe_axes} are recipe arguments, so {where}.recipe must be a preset "
                           "name or {preset: <name>, ...}.")
     rows = {}
     for combo in itertools.product(*values):
         vals = {k: x for ks, xs in zip(names, combo) for k, x in zip(ks, xs)}
         rid = g["name"] + "".join(f"-{AXIS_ABBR.get(k, k)}{_fmt_axis(x)}" for k, x in vals.items())
-        row = {"label": str(g.get("label", g["name"])), "tags": {**(g.get("tags") or {}), "grid": g["name"], **vals}}
-        row["recipe"] = {**copy.deepcopy(base), **{k: x for k, x in vals.items() if k not in ROW_AXES}}
-        for k in ("run", "step", "aux"):
-            if g.get(k) is not None:
-                row[k] = copy.deepcopy(g[k])
-        if "run" in vals:
-            row["run"] = vals["run"]
-        if "step" in vals:
-            row["step"] = vals["step"]
-        if "seed" in vals:
-            row["seed"] = vals["seed"]
+        row = {"label": str(g.get("label", g["name"])), "tags": {**(g.get("tags") or {}), "grid": g["name"], **vals},
+               "recipe": {**copy.deepcopy(base), **{k: x for k, x in vals.items() if k not in ROW_AXES}}}
+        row.update({k: copy.deepcopy(g[k]) for k in ("run", "step", "aux") if g.get(k) is not None})
+        row.update({k: vals[k] for k in ("run", "step", "seed") if k in vals})
         if "aux_step" in vals:
             row["aux"] = {"run": (g.get("aux") or {}).get("run", row.get("run")), "step": vals["aux_step"]}
         rows[rid] = row
@@ -553,25 +364,28 @@ def _check_snapshot(cfg: dict, run: str, step, where: str):
             "to save_steps (before that run trains past it).")
 
 
+def _check_run_name(cfg: dict, run, where: str):
+    if run not in cfg["runs"]:
+        raise ConfigError(f"{where}={run!r} is not a training run; runs: {', '.join(cfg['runs'])}.")
+
+
 def _check_row(row: dict, rwhere: str, e: dict, cfg: dict, sampling: dict) -> dict:
-    row = _keys(row, rwhere, ("label", "recipe"), ROW_KEYS[2:])
-    _str(row["label"], f"{rwhere}.label")
+    """Fill a row's run, step (None: the final weights) and seed, and check them against the runs."""
+    for k in ("label", "recipe"):
+        if k not in row:
+            raise ConfigError(f"{rwhere} is missing {rwhere}.{k}.")
     row["run"] = row.get("run") or e.get("run")
     if row["run"] is None:
         raise ConfigError(f"{rwhere}: no run; give {rwhere}.run or the experiment's run.")
-    if row["run"] not in cfg["runs"]:
-        raise ConfigError(f"{rwhere}.run={row['run']!r} is not a training run; runs: {', '.join(cfg['runs'])}.")
+    _check_run_name(cfg, row["run"], f"{rwhere}.run")
     step = row.get("step")
     if step is not None and step == cfg["runs"][row["run"]]["train"]["steps"]:
         step = None  # the final weights (last.pt)
     if step is not None:
         _check_snapshot(cfg, row["run"], step, f"{rwhere}.step")
     row["step"] = step
-    row["seed"] = _int(row.get("seed", sampling["seed"]), f"{rwhere}.seed", 0)
-    tags = row.get("tags") or {}
-    if not isinstance(tags, dict):
-        raise ConfigError(f"{rwhere}.tags must be a mapping of names to values (used by the figures).")
-    row["tags"] = tags
+    row["seed"] = row.get("seed", sampling["seed"])
+    row["tags"] = row.get("tags") or {}
     recipe = resolve_row_recipe(row["recipe"], sampling["steps"], f"{rwhere}.recipe")
     unknown_models = recipe.models - {"main", "aux"}
     if unknown_models:
@@ -585,41 +399,28 @@ def _check_row(row: dict, rwhere: str, e: dict, cfg: dict, sampling: dict) -> di
         if "aux" not in recipe.models:
             raise ConfigError(f"{rwhere}.aux is given but recipe {recipe.name!r} uses no auxiliary model; "
                               "remove aux or use a recipe with an 'aux' branch.")
-        _keys(aux, f"{rwhere}.aux", ("run", "step"))
-        if aux["run"] not in cfg["runs"]:
-            raise ConfigError(f"{rwhere}.aux.run={aux['run']!r} is not a training run; runs: "
-                              f"{', '.join(cfg['runs'])}.")
+        if aux.get("step") is None:
+            raise ConfigError(f"{rwhere}.aux is missing {rwhere}.aux.step (or give the grid an aux_step axis).")
+        _check_run_name(cfg, aux["run"], f"{rwhere}.aux.run")
         _check_snapshot(cfg, aux["run"], aux["step"], f"{rwhere}.aux.step")
-    paper = row.get("paper")
-    if paper is not None:
-        _keys(paper, f"{rwhere}.paper", (), PAPER_KEYS)
     return row
 
 
-def _check_experiments(exps: dict, cfg: dict) -> dict:
-    _keys(exps, "experiments", (), EXPERIMENTS)
-    if not exps:
-        raise ConfigError(f"experiments is empty; give at least one of {', '.join(EXPERIMENTS)}.")
+def _check_experiments(cfg: dict) -> dict:
+    from .schema import validate as schema_validate
+
     out = {}
-    for name, e in exps.items():
+    for name, e in cfg["experiments"].items():
         where = f"experiments.{name}"
-        e = copy.deepcopy(_keys(e, where, (), EXPERIMENT_KEYS))
-        if e.get("run") is not None and e["run"] not in cfg["runs"]:
-            raise ConfigError(f"{where}.run={e['run']!r} is not a training run; runs: {', '.join(cfg['runs'])}.")
-        over = _keys(e.get("sampling") or {}, f"{where}.sampling", (), SAMPLING_OVERRIDES)
-        sampling = _check_sampling({**cfg["sampling"], **over})
-        m_over = e.get("metrics") or {}
-        if not isinstance(m_over, dict):
-            raise ConfigError(f"{where}.metrics must be a mapping of metrics settings (n, extractor, metrics, ...).")
-        metrics = _check_metrics({**cfg["metrics"], **m_over}, sampling, f"{where}.metrics")
+        e = copy.deepcopy(e)
+        if e.get("run") is not None:
+            _check_run_name(cfg, e["run"], f"{where}.run")
+        sampling = schema_validate({**cfg["sampling"], **(e.get("sampling") or {})}, "sampling", f"{where}.sampling")
+        metrics = schema_validate({**cfg["metrics"], **(e.get("metrics") or {})}, "metrics", f"{where}.metrics")
+        _check_metrics(metrics, sampling, f"{where}.metrics")
         rows = dict(e.get("rows") or {})
-        if not isinstance(rows, dict):
-            raise ConfigError(f"{where}.rows must map row ids to rows ({{label, recipe, ...}}).")
-        grids = e.get("grids") or []
-        if not isinstance(grids, list):
-            raise ConfigError(f"{where}.grids must be a list of grid entries ({{name, recipe, axes, ...}}).")
         origin = {rid: f"{where}.rows.{rid}" for rid in rows}  # where each row was written (errors name it)
-        for i, g in enumerate(grids):
+        for i, g in enumerate(e.get("grids") or []):
             for rid, row in expand_grid(g, f"{where}.grids[{i}]").items():
                 if rid in rows:
                     raise ConfigError(f"{where}.grids[{i}] makes row {rid!r}, which the experiment already has.")
@@ -627,35 +428,22 @@ def _check_experiments(exps: dict, cfg: dict) -> dict:
                 origin[rid] = f"{where}.grids[{i}] (row {rid})"
         if not rows:
             raise ConfigError(f"{where} has no rows: give rows: or grids:.")
-        seeds = e.get("seeds")
-        if seeds is not None:
-            if not isinstance(seeds, list) or not seeds:
-                raise ConfigError(f"{where}.seeds={seeds!r} must be a non-empty list of sampling seeds.")
-            for sd in seeds:
-                _int(sd, f"{where}.seeds", 0)
-            origin = {f"{rid}.s{sd}": origin[rid] for rid in rows for sd in seeds}
+        if e.get("seeds") is not None:
+            origin = {f"{rid}.s{sd}": origin[rid] for rid in rows for sd in e["seeds"]}
             rows = {f"{rid}.s{sd}": {**copy.deepcopy(r), "seed": sd,
                                      "tags": {**(r.get("tags") or {}), "base": rid, "seed": sd}}
-                    for rid, r in rows.items() for sd in seeds}
-        checked = {}
+                    for rid, r in rows.items() for sd in e["seeds"]}
         for rid, row in rows.items():
-            rwhere = origin[rid]
-            _id(rid, f"{where}.rows")
-            if isinstance(row, dict) and row.get("same_as") is not None:
-                _keys(row, rwhere, ("same_as",), ("label", "tags", "paper"))
-                checked[rid] = row
-                continue
-            checked[rid] = _check_row(row, rwhere, e, cfg, sampling)
-        baseline = e.get("baseline", next(iter(checked)))
-        if baseline not in checked:
-            raise ConfigError(f"{where}.baseline={baseline!r} is not one of its rows ({', '.join(checked)}).")
-        if e.get("literature") is not None:
-            _str(e["literature"], f"{where}.literature")
-        plot = e.get("plot") or {}
-        if not isinstance(plot, dict):
-            raise ConfigError(f"{where}.plot must be a mapping of plot options.")
-        out[name] = {**e, "rows": checked, "baseline": baseline, "caption": e.get("caption", ""),
-                     "sampling": sampling, "metrics": metrics, "plot": plot, "run": e.get("run")}
+            if not ID_RE.match(rid):
+                raise ConfigError(f"{where}.rows: {rid!r} is not a usable name (letters, digits and _ . + -, "
+                                  "starting with a letter or digit; it becomes part of file names).")
+            if row.get("same_as") is None:
+                _check_row(row, origin[rid], e, cfg, sampling)
+        baseline = e.get("baseline", next(iter(rows)))
+        if baseline not in rows:
+            raise ConfigError(f"{where}.baseline={baseline!r} is not one of its rows ({', '.join(rows)}).")
+        out[name] = {**e, "rows": rows, "baseline": baseline, "caption": e.get("caption", ""),
+                     "sampling": sampling, "metrics": metrics, "plot": e.get("plot") or {}, "run": e.get("run")}
     for name, e in out.items():  # references between experiments: checked once every experiment is known
         for rid, row in e["rows"].items():
             if row.get("same_as") is not None:
@@ -686,35 +474,28 @@ def resolve_source(exps: dict, experiment: str, row: str, where: str = "same_as"
 
 
 def validate(cfg: dict) -> dict:
-    """Check every section (see the module docstring) and fill defaults; returns a new dict."""
+    """The schema (types, ranges, unknown keys; defaults filled), then the cross-references between
+    sections (see the module docstring); returns a new dict."""
+    from .schema import validate as schema_validate
+
     cfg = copy.deepcopy(cfg)
-    _keys(cfg, "config", TOP_REQUIRED, TOP_OPTIONAL)
-    _id(cfg["name"], "name")
-    if cfg.get("results_dir") is None:
+    if isinstance((cfg.get("data") or {}).get("codec"), str):
+        cfg["data"]["codec"] = {"name": cfg["data"]["codec"]}
+    m = cfg.get("metrics")
+    if isinstance(m, dict) and isinstance(m.get("metrics"), str):  # --config metrics="fid,sfid"
+        m["metrics"] = [x.strip() for x in m["metrics"].split(",") if x.strip()]
+    schema_validate(cfg)
+    if cfg["results_dir"] is None:
         cfg["results_dir"] = f"results/{cfg['name']}"
-    _str(cfg["results_dir"], "results_dir")
     cfg["results_dir"] = cfg["results_dir"].rstrip("/") or "/"
-    compute = cfg["compute"] = _with_defaults(_keys(cfg.get("compute") or {}, "compute", (), ("device", "nproc")),
-                                              {"device": "auto", "nproc": "auto"})
-    _choice(compute["device"], "compute.device", DEVICES)
-    if compute["nproc"] != "auto":
-        _int(compute["nproc"], "compute.nproc", 1)  # training processes per job ("auto": one per visible GPU)
-    cfg["data"] = _check_data(cfg["data"])
-    cfg["model"] = _check_model(cfg["model"], cfg["data"])
-    cfg["runs"] = _check_runs(cfg["runs"], cfg)
-    cfg["sampling"] = _check_sampling(cfg["sampling"])
-    cfg["metrics"] = _check_metrics(cfg["metrics"], cfg["sampling"])
-    cfg["resources"] = _check_resources(cfg.get("resources"))
-    cfg["experiments"] = _check_experiments(cfg["experiments"], cfg)
+    _check_data(cfg["data"])
+    _check_model(cfg["model"], cfg["data"])
+    _check_runs(cfg)
+    _check_metrics(cfg["metrics"], cfg["sampling"])
+    cfg["experiments"] = _check_experiments(cfg)
     uses_classifier = any(e["metrics"]["extractor"] == "classifier" for e in cfg["experiments"].values())
     if uses_classifier or cfg.get("classifier") is not None:
-        c = cfg["classifier"] = _with_defaults(_keys(cfg.get("classifier") or {}, "classifier", (), CLASSIFIER_KEYS),
-                                               CLASSIFIER_DEFAULTS)
-        for k in ("steps", "batch_size", "reference_n"):
-            _int(c[k], f"classifier.{k}", 1)
-        _int(c["seed"], "classifier.seed", 0)
-        if not isinstance(c["lr"], (int, float)) or isinstance(c["lr"], bool) or c["lr"] <= 0:
-            raise ConfigError(f"classifier.lr={c['lr']!r} must be a positive number.")
+        cfg["classifier"] = schema_validate(cfg.get("classifier") or {}, "classifier", "classifier")
         if cfg["data"]["dataset"] != "fashion_mnist":
             raise ConfigError("metrics.extractor 'classifier' is the pipeline's Fashion-MNIST classifier; with "
                               f"{cfg['data']['dataset']} use an Inception extractor (auto).")
