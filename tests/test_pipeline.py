@@ -12,6 +12,7 @@ from sparse_guidance import experiments as X
 from sparse_guidance import pipeline as P
 from sparse_guidance import report as R
 from sparse_guidance.errors import ConfigError
+from sparse_guidance.io import read_json
 
 fashion = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
                              reason="Debian's dataset-fashion-mnist is not installed")
@@ -93,7 +94,7 @@ def test_count_flops_matches_the_recipes(cfg):
 
 def test_missing_inputs_name_the_stage(cfg):
     with pytest.raises(ConfigError, match="does not exist"):
-        P.read_json(X.Layout(cfg).flops("table2"))
+        read_json(X.Layout(cfg).flops("table2"))
     with pytest.raises(ConfigError, match="no row 'nope'"):
         X.row_spec(cfg, "table2", "nope")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_open
+from .io import atomic_open
 from .errors import ConfigError
 
 STATE_KEYS = ("ema", "model", "state_dict")

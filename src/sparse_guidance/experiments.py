@@ -24,12 +24,12 @@ Stages (the workflow's jobs) and what they depend on live here too (``stage_deps
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 from pathlib import Path
 
 from .errors import ConfigError
+from .io import digest
 
 PRESETS_DIRNAME = Path("workflow") / "config"
 DEFAULT_PRESET = "embedded"
@@ -768,10 +768,6 @@ def job_config(cfg: dict, stage: str, **ids) -> dict:
         return {"metrics": exp["metrics"], "row": exp["rows"][ids["row"]]}
     rows = [source_row(cfg, ids["experiment"], r) for r in exp["rows"]]
     return {"experiment": exp, "rows": rows, "metrics_n": exp["metrics"]["n"], "sampling": exp["sampling"]}
-
-
-def digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def job_digest(cfg: dict, stage: str, **ids) -> str:

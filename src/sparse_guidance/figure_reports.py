@@ -26,7 +26,8 @@ import numpy as np
 from . import experiments as X
 from . import figures as F
 from .errors import ConfigError
-from .report import _write_text, aggregate_seeds, collect_rows
+from .io import write_text
+from .report import aggregate_seeds, collect_rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,6 +239,6 @@ def write_figure(cfg: dict, experiment: str) -> list[dict]:
     fig, rows = FIGURE_FUNCTIONS[experiment](cfg, experiment)
     layout = X.Layout(cfg)
     F.save_figure(fig, str(layout.figure(experiment, "png"))[:-len(".png")])
-    _write_text(layout.figure(experiment, "csv"), to_csv_text(rows))
+    write_text(layout.figure(experiment, "csv"), to_csv_text(rows))
     plt.close(fig)
     return rows

@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter
 
-from .atomic import atomic_open
+from .io import atomic_open
 from .errors import ConfigError
 
 # Axis and panel names for the keys the workflow uses; any other key is shown as it is.

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from .errors import ConfigError
+from .io import write_json
 
 _RESULT_DIR_ENV = "SPARSE_GUIDANCE_LAUNCH_DIR"   # where the processes leave summary.json and errors
 _CONFIG_ERROR_EXIT = 3
@@ -143,7 +144,6 @@ def _stream(cmd, cwd, env, tail_lines: int = 40) -> tuple[int, str]:
 def _write_error(rank: int, exc: BaseException):
     out = os.environ.get(_RESULT_DIR_ENV)
     if out:
-        from .pipeline import write_json
         write_json(Path(out) / f"error-rank{rank:04d}.json",
                    {"rank": rank, "type": type(exc).__name__, "message": str(exc)})
 
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
             initialized = True
         summary = P.run_training(cfg, args.run, device=device, progress=args.progress)
         if rank == 0 and os.environ.get(_RESULT_DIR_ENV):
-            P.write_json(Path(os.environ[_RESULT_DIR_ENV]) / "summary.json", summary)
+            write_json(Path(os.environ[_RESULT_DIR_ENV]) / "summary.json", summary)
     except ConfigError as e:
         print(f"sparse_guidance.launch (rank {rank}): ConfigError: {e}", file=sys.stderr, flush=True)
         _write_error(rank, e)

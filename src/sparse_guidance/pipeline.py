@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import experiments as X
-from .atomic import atomic_open
+from .io import atomic_open, copy_file, publish, read_json, save_npz, write_json
 from .errors import ConfigError
 
 
@@ -50,60 +50,6 @@ def device_of(cfg: dict) -> torch.device:
     if want == "auto":
         want = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(want)
-
-
-def write_json(path, obj) -> Path:
-    """JSON to a temporary file beside ``path``, then renamed over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "w") as f:
-        json.dump(obj, f, indent=1, default=_json_default)
-        f.write("\n")
-    return path
-
-
-def read_json(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{str(path)!r} does not exist; run the stage that writes it first "
-                          "(snakemake builds it, or call pipeline.build_missing).")
-    return json.loads(path.read_text())
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def save_images_npz(path, images: np.ndarray, **extra) -> Path:
-    """An ADM image set (arr_0 uint8 NHWC) written to a temporary file and renamed over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path) as f:
-        np.savez(f, arr_0=images, **extra)
-    return path
-
-
-def _copy_atomic(src, dst):
-    with open(src, "rb") as fsrc, atomic_open(dst) as fdst:
-        shutil.copyfileobj(fsrc, fdst)
-
-
-def _publish(src, dst):
-    """Make ``dst`` a hard link to ``src`` (a copy where links are impossible), replacing it atomically."""
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -213,7 +159,7 @@ def reference_stats(cfg: dict, device=None, progress: bool = True) -> dict:
         images = reference_images(cfg)
         built = build_reference(images, cache_dir=cache, extractor=ext, name="reference", pr_n=m["pr_ref_n"],
                                 batch_size=ref["batch_size"], progress=progress)
-        _copy_atomic(built, layout.reference)
+        copy_file(built, layout.reference)
         source = f"Fashion-MNIST {ref['split']} split, first {len(images)} images"
         n = len(images)
     else:
@@ -222,8 +168,7 @@ def reference_stats(cfg: dict, device=None, progress: bool = True) -> dict:
         r = load_reference(ref["npz"], ext, needs or ("fid",), cache, m["pr_ref_n"], ref["batch_size"], progress)
         arrays = {k: v for k, v in (("mu", r.mu), ("sigma", r.sigma), ("mu_s", r.mu_s), ("sigma_s", r.sigma_s),
                                     ("pool", r.pool)) if v is not None}
-        from .metrics.npz import save_npz_atomic
-        save_npz_atomic(layout.reference, **arrays, ref_n=np.array(r.ref_n or 0),
+        save_npz(layout.reference, **arrays, ref_n=np.array(r.ref_n or 0),
                         extractor_id=np.array(ext.extractor_id))
         source, n = f"{ref['npz']} ({r.stats_source})", r.ref_n
     info = {"source": source, "ref_n": n, "extractor": getattr(ext, "label", type(ext).__name__),
@@ -262,7 +207,7 @@ def train_classifier_stage(cfg: dict, device=None, progress: bool = True) -> dic
     built = build_reference(images, cache_dir=Path(layout.cache) / "metrics", extractor=ext,
                             name="classifier-reference", pr_n=min(cfg["metrics"]["pr_ref_n"], len(images)),
                             batch_size=256, progress=progress)
-    _copy_atomic(built, layout.classifier_reference)
+    copy_file(built, layout.classifier_reference)
     info = {**meta, "train_seconds": round(seconds, 1), "test_accuracy": round(accuracy, 4),
             "reference": f"Fashion-MNIST test split, first {len(images)} images", "ref_n": len(images),
             "extractor": ext.label, "extractor_id": ext.extractor_id}
@@ -319,11 +264,11 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
     if rank != 0:
         torch.distributed.barrier()  # until rank 0 has published
         return read_json(outputs["summary"])
-    _publish(state / "last.pt", outputs["checkpoint"])
+    publish(state / "last.pt", outputs["checkpoint"])
     for s in tc.save_steps:
-        _publish(checkpoint_path(state, s), layout.snapshot(run, s))
+        publish(checkpoint_path(state, s), layout.snapshot(run, s))
     if (state / "log.csv").exists():
-        _copy_atomic(state / "log.csv", Path(layout.run_dir(run)) / "log.csv")
+        copy_file(state / "log.csv", Path(layout.run_dir(run)) / "log.csv")
     log = _read_log(state / "log.csv")
     summary = {"run": run, "steps": tc.steps, "batch_size": tc.batch_size, "images_seen": tc.steps * tc.batch_size,
                "save_steps": sorted(tc.save_steps), "seconds_this_job": round(seconds, 1),
@@ -473,7 +418,7 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
             labels.append(z["labels"])
             total += float(z["seconds"])
     arr = np.concatenate(images)
-    save_images_npz(layout.samples(experiment, row), arr, arr_1=np.concatenate(labels))
+    save_npz(layout.samples(experiment, row), arr_0=arr, arr_1=np.concatenate(labels))
     shutil.rmtree(parts)
     info = {"experiment": experiment, "row": row, "label": spec["label"], "recipe": recipe.to_dict(),
             "run": spec["run"], "step": spec.get("step"), "aux": spec.get("aux"), "tags": spec.get("tags", {}),

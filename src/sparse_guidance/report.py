@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import experiments as X
-from .atomic import atomic_open
+from .io import read_json, write_text
 from .errors import ConfigError
 
 
@@ -67,7 +67,6 @@ def collect_rows(cfg: dict, experiment: str) -> list[dict]:
     run, checkpoint step, seed, tags), its metrics, GFLOPs per step, sampling time and the paper's values
     (``paper_<key>``). Rows that reuse another experiment's samples (same_as) read that row's files."""
     from .guidance import resolve_recipe
-    from .pipeline import read_json
 
     layout, exp = X.Layout(cfg), X.experiment(cfg, experiment)
     flops = read_json(layout.flops(experiment))
@@ -359,11 +358,6 @@ def to_csv(rows: list[dict], columns=CSV_COLUMNS) -> str:
     return buf.getvalue()
 
 
-def _write_text(path, text: str):
-    with atomic_open(path, "w") as f:
-        f.write(text)
-
-
 def table1_rows(cfg: dict, experiment: str = "table1") -> list[dict]:
     return aggregate_seeds(collect_rows(cfg, experiment))
 
@@ -386,9 +380,9 @@ def write_report(cfg: dict, experiment: str):
     rows = rows_fn(cfg, experiment)
     cols, caption = cols_fn(rows), cap_fn(cfg, experiment, rows)
     layout = X.Layout(cfg)
-    _write_text(layout.table(experiment, "csv"), to_csv(rows, csv_cols))
-    _write_text(layout.table(experiment, "md"), to_markdown(rows, cols, caption))
-    _write_text(layout.table(experiment, "tex"), to_latex(rows, cols, caption, label=f"tab:{experiment}"))
+    write_text(layout.table(experiment, "csv"), to_csv(rows, csv_cols))
+    write_text(layout.table(experiment, "md"), to_markdown(rows, cols, caption))
+    write_text(layout.table(experiment, "tex"), to_latex(rows, cols, caption, label=f"tab:{experiment}"))
     return rows
 
 

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .atomic import atomic_open
+from .io import atomic_open
 from .checkpoint import load_weights, read_checkpoint, save_atomic
 from .errors import ConfigError
 from .flow import draw, ema_update, make_ema, training_loss

@@ -22,7 +22,6 @@ a resumed encoding equals an uninterrupted one bit for bit.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_open
+from ..io import bytes_hash, file_hash, write_bytes
 from ..errors import ConfigError
 from .codecs import Codec
 
@@ -49,20 +48,6 @@ SETTINGS = ("format", "version", "codec", "source_count", "count", "flip", "shar
 def shard_files(index: int) -> tuple[str, str]:
     """File names (latents, labels) of shard ``index``."""
     return f"shard-{index:05d}.npy", f"labels-{index:05d}.npy"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes):
-    """Write bytes to a temporary file beside path, fsync, then rename over path."""
-    with atomic_open(path) as f:
-        f.write(data)
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -109,7 +94,7 @@ def _write_manifest(out_dir: Path, settings: dict, shards: dict[int, dict], num_
                 "num_classes": num_classes, "class_histogram": _class_histogram(out_dir, done, num_classes),
                 "layout": "shard k: dataset items [k*shard_size, (k+1)*shard_size), then (flip) the same mirrored",
                 "shards": done}
-    _write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
+    write_bytes(out_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
     return manifest
 
 
@@ -117,7 +102,7 @@ def _shard_intact(out_dir: Path, entry: dict) -> bool:
     """Both files of a listed shard exist and match their recorded sha256."""
     for key in ("latents", "labels"):
         path = out_dir / entry[key]
-        if not path.is_file() or path.stat().st_size != entry["bytes"][key] or _sha256(path) != entry["sha256"][key]:
+        if not path.is_file() or path.stat().st_size != entry["bytes"][key] or file_hash(path, "sha256") != entry["sha256"][key]:
             return False
     return True
 
@@ -231,8 +216,8 @@ def _write_shard(out_dir: Path, index: int, latents: np.ndarray, labels: np.ndar
     entry = dict(index=index, count=len(labels), latents=names[0], labels=names[1], sha256={}, bytes={})
     for key, name, arr in zip(("latents", "labels"), names, (latents, labels)):
         data = _npy_bytes(arr)
-        _write_atomic(out_dir / name, data)
-        entry["sha256"][key] = hashlib.sha256(data).hexdigest()
+        write_bytes(out_dir / name, data)
+        entry["sha256"][key] = bytes_hash(data, "sha256")
         entry["bytes"][key] = len(data)
     return entry
 
@@ -279,7 +264,7 @@ class LatentDataset(torch.utils.data.Dataset):
             if not path.is_file():
                 raise ConfigError(f"{where}: {s[key]} is missing; rerun encode_dataset with the same arguments "
                                   "to re-encode it.")
-            if path.stat().st_size != s["bytes"][key] or (verify == "sha256" and _sha256(path) != s["sha256"][key]):
+            if path.stat().st_size != s["bytes"][key] or (verify == "sha256" and file_hash(path, "sha256") != s["sha256"][key]):
                 raise ConfigError(f"{where}: {s[key]} is corrupt (size or sha256 differs from the manifest); rerun "
                                   "encode_dataset with the same arguments to re-encode it.")
         arr = np.load(self.out_dir / s["latents"], mmap_mode="r")

@@ -24,7 +24,6 @@ was trained, e.g. steps and test accuracy).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from pathlib import Path
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_open
+from ..io import atomic_open, bytes_hash
 from ..errors import ConfigError
 
 FORMAT = "sparse_guidance.fashion_classifier"
@@ -253,7 +252,7 @@ class ClassifierExtractor(nn.Module):
     def __init__(self, weights_path):
         super().__init__()
         data, self.weights_path = _read_weights(weights_path)
-        self.sha1 = hashlib.sha1(data).hexdigest()  # of the bytes actually loaded
+        self.sha1 = bytes_hash(data, "sha1")  # of the bytes actually loaded
         self.net = _model_from_bytes(data, self.weights_path, "cpu")
         self.meta = self.net.meta
         self.num_classes = self.net.config["num_classes"]

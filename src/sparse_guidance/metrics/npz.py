@@ -1,4 +1,4 @@
-"""ADM-format image sets: validation, streaming reads, content hashes and atomic ``.npz`` writes.
+"""ADM-format image sets: validation and streaming reads (hashes and atomic writes: io.py).
 
 The format (ADM's evaluator, openai/guided-diffusion ``evaluations/evaluator.py``): an ``.npz`` whose
 key ``arr_0`` holds uint8 images, NHWC, RGB. Grey sets, (N, H, W) or (N, H, W, 1), are accepted and
@@ -7,7 +7,6 @@ batch by batch, so a 50k x 256² x 3 sample set (9.8 GB) never sits in memory wh
 """
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +16,9 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from ..atomic import atomic_open
 from ..errors import ConfigError
 
 IMAGES_KEY = "arr_0"
-_DIGESTS: dict[tuple, str] = {}  # (realpath, size, mtime_ns) -> digest: hash each file once per process
 
 
 @dataclass(frozen=True)
@@ -161,41 +158,6 @@ def iter_array_batches(images: np.ndarray, start: int = 0, stop: int | None = No
     stop = len(images) if stop is None else min(stop, len(images))
     for i in range(start, stop, batch_size):
         yield images[i:min(i + batch_size, stop)]
-
-
-def file_digest(path) -> str:
-    """BLAKE2b-128 of a file's bytes (hex); memoised per process by (path, size, mtime)."""
-    path = Path(path)
-    st = path.stat()
-    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if memo not in _DIGESTS:
-        h = hashlib.blake2b(digest_size=16)
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 24), b""):
-                h.update(chunk)
-        _DIGESTS[memo] = h.hexdigest()
-    return _DIGESTS[memo]
-
-
-def array_digest(images: np.ndarray) -> str:
-    """BLAKE2b-128 of an array's shape, dtype and bytes (hex)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr((tuple(images.shape), str(images.dtype))).encode())
-    h.update(np.ascontiguousarray(images).data)
-    return h.hexdigest()
-
-
-def text_digest(*parts) -> str:
-    return hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).hexdigest()
-
-
-def save_npz_atomic(path, **arrays) -> Path:
-    """np.savez to a temporary file in the same folder, then rename: a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path) as f:
-        np.savez(f, **arrays)
-    return path
 
 
 def open_npz(path, what: str):

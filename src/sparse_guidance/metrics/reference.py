@@ -22,8 +22,8 @@ import numpy as np
 from ..errors import ConfigError
 from .features import CACHE_DIRNAME, extract_batches, npz_features
 from .inception import resolve_extractor
-from .npz import (IMAGES_KEY, array_digest, check_images, file_digest, inspect_npz, iter_array_batches,
-                  iter_npz_batches, open_npz, save_npz_atomic, text_digest)
+from ..io import array_digest, file_hash, save_npz, text_digest
+from .npz import IMAGES_KEY, check_images, inspect_npz, iter_array_batches, iter_npz_batches, open_npz
 from .stats import check_stats, gaussian_stats
 
 PR_REF_N = 10000  # ADM: precision/recall against 10k reference images
@@ -71,7 +71,7 @@ def build_reference(images, cache_dir=None, extractor="auto", name: str | None =
     if isinstance(images, (str, Path)):
         src = Path(images)
         info = inspect_npz(src)
-        digest, num = file_digest(src), info.num
+        digest, num = file_hash(src), info.num
         batches = iter_npz_batches(src, batch_size=batch_size)
         folder = Path(cache_dir) if cache_dir is not None else src.parent / CACHE_DIRNAME
         name = name or src.stem
@@ -92,7 +92,7 @@ def build_reference(images, cache_dir=None, extractor="auto", name: str | None =
     feats = extract_batches(batches, ext, num, progress, desc=f"reference features ({name})")
     mu, sigma = gaussian_stats(feats["pool"], "reference pool3 features")
     mu_s, sigma_s = gaussian_stats(feats["spatial"], "reference mixed_6/conv features")
-    return save_npz_atomic(out, mu=mu, sigma=sigma, mu_s=mu_s, sigma_s=sigma_s, pool=feats["pool"][:pr_n],
+    return save_npz(out, mu=mu, sigma=sigma, mu_s=mu_s, sigma_s=sigma_s, pool=feats["pool"][:pr_n],
                            ref_n=np.array(num), extractor_id=np.array(ext.extractor_id), key=np.array(key))
 
 
