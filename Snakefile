@@ -7,15 +7,17 @@
 #   snakemake table2 --config preset=smoke --configfile more.yaml             # nested overrides
 # (--config takes every word after it: name the targets first, or end its list with --.)
 #
-# The configuration is data (workflow/config/<preset>.yaml; a preset may `extends:` another), its
-# form is workflow/schemas/config.schema.yaml (JSON Schema with defaults); src/sparse_guidance/
-# experiments.py validates it against that schema and across sections before any job is planned
-# (a bad value stops Snakemake with a message naming its key) and knows where every stage writes.
-# Every job runs a notebook from notebooks/ with papermill; the executed copy is kept under
-# results/<config>/notebooks/ (also when it fails), its output under results/<config>/logs/ and its
-# timing under results/<config>/benchmarks/. Profiles: profiles/default (local, auto-loaded),
-# profiles/slurm (`--profile slurm`, through the root link `slurm`).
-import re
+# Data flows one way: the config (workflow/config/<preset>.yaml, its form in
+# workflow/schemas/config.schema.yaml) -> this DAG (workflow/rules/*.smk: every input and output a
+# path under results/<preset>/) -> one notebook per job (papermill; notebooks/) -> one stage function
+# in src/sparse_guidance/stages.py -> files under results/<preset>/ -> results.load (a DataFrame)
+# -> the tables and figures the report notebooks draw. Each job's params hold the digest of the part
+# of the config it depends on, so an edit reruns exactly the jobs it changes. The executed notebook of
+# every job (also of a failed one) is kept under results/<preset>/notebooks/, its output under logs/,
+# its timing under benchmarks/. Profiles: profiles/default (local, auto-loaded), profiles/slurm
+# (`--profile slurm`, through the root link `slurm`).
+import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -23,40 +25,49 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # sparse_guidance, also
 
 from snakemake.utils import validate
 
-from sparse_guidance import experiments as X
+from sparse_guidance import config as C
 from sparse_guidance.errors import ConfigError
+from sparse_guidance.layout import job_digest
 
-PRESET = str(config.get("preset", X.DEFAULT_PRESET))
+PRESET = str(config.get("preset", C.DEFAULT_PRESET))
 OVERRIDES = {k: v for k, v in config.items() if k != "preset"}
 try:
-    CFG = X.load_config(PRESET, OVERRIDES)
+    CFG = C.load_config(PRESET, OVERRIDES)
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration (preset {PRESET!r}): {err}") from None
 validate(CFG, "workflow/schemas/config.schema.yaml")  # the schema load_config checked, read by Snakemake too
-L = X.Layout(CFG)
+R = CFG["results_dir"]  # results/<preset> unless results_dir says otherwise: every path below starts here
 
 # Jobs run the papermill of the environment that runs Snakemake (the project's .venv), or with
 # --sdm conda the one of the rule's conda environment.
 if any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method):
     # the rule's environment has the dependencies; the package comes from this checkout's src/
-    PAPERMILL_BIN = " ".join([f"PYTHONPATH={Path(workflow.basedir, 'src')}${{{{PYTHONPATH:+:$PYTHONPATH}}}}",
-                              "papermill"])
+    PAPERMILL_BIN = f"PYTHONPATH={Path(workflow.basedir, 'src')}${{{{PYTHONPATH:+:$PYTHONPATH}}}} papermill"
 else:
     PAPERMILL_BIN = str(Path(sys.executable).parent / "papermill")
 
+
+# Every job: its notebook with the preset, the --config overrides and the job's ids (params.ids) as
+# parameters; torch's threads = the job's threads; SPARSE_GUIDANCE_JOB tells the notebook that its
+# inputs are already built (workflow.build). The executed copy and the text log go under log:.
+NOTEBOOK = " ".join([
+    "SPARSE_GUIDANCE_JOB=1 OMP_NUM_THREADS={threads}", PAPERMILL_BIN,
+    "-k python3 --cwd . --log-output {input.notebook:q} {log.notebook:q}",
+    f"-p preset {shlex.quote(PRESET)} -y {shlex.quote(json.dumps({'overrides': OVERRIDES}))}".replace("{", "{{")
+    .replace("}", "}}"),
+    "-y {params.ids:q} > {log.txt:q} 2>&1"])
 CONDA_ENV = "envs/sparse-guidance.yaml"  # used only with --sdm conda
-# Every job: one notebook, its parameters, the executed copy and the text log under log:.
-PAPERMILL = " ".join([PAPERMILL_BIN, "-k python3 --cwd . --log-output {input.notebook:q} {log.notebook:q}",
-                      "-p preset {params.preset:q} -p threads {threads} -y {params.args:q} > {log.txt:q} 2>&1"])
 
 wildcard_constraints:
-    experiment="|".join(re.escape(e) for e in CFG["experiments"]),
-    row=X.ID_RE.pattern.strip("^$"),
+    experiment="|".join(CFG["experiments"]),
+    row=C.ID_RE.pattern.strip("^$"),
+    run="|".join(CFG["runs"]),
 
 localrules:
     all,
 
 
+include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
@@ -64,8 +75,8 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
-# `all`: the report of every experiment in the config (its tables and figures).
+# `all`: every table and figure of the config.
 rule all:
     default_target: True
     input:
-        [f for e in CFG["experiments"] for f in X.stage_outputs(CFG, "report", experiment=e).values()],
+        [report_outputs(e) for e in CFG["experiments"]],

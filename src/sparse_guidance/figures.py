@@ -1,8 +1,8 @@
 """The paper's figures as plain plotting functions.
 
-Every function takes plain Python data (lists of dicts, dicts of uint8 image arrays), draws with
-matplotlib's object API and returns the Figure; nothing here reads a config or a file, and only
-`save_figure` writes one. Which function draws which figure of the paper:
+Every function takes plain data (a DataFrame of results.load or a list of dicts; dicts of uint8
+image arrays), draws with matplotlib's object API and returns the Figure; nothing here reads a
+config or a file, and only `save_figure` writes (the figure, and the data behind it as CSV). Which function draws which figure of the paper:
 
 - `scatter_tradeoff`: Figure 1 (right, top), FID against GFLOPs per sampling step
 - `curves` (with `best_over`): Figures 2 and 5 (left), FID over training iterations
@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter
 
-from .io import atomic_open
+from .io import atomic_open, write_text
 from .errors import ConfigError
 
 # Axis and panel names for the keys the workflow uses; any other key is shown as it is.
@@ -40,9 +40,18 @@ HIGHLIGHT_COLOR = "tab:red"  # SG points in Figure 1
 OTHER_COLOR = "tab:blue"
 
 
-def save_figure(fig, stem) -> list[Path]:
-    """Write `<stem>.png` (150 dpi) and `<stem>.pdf` atomically, creating folders; return both paths.
-    A stem that already ends in .png or .pdf loses that suffix first."""
+def records(points) -> list[dict]:
+    """Plot input as a list of dicts: a DataFrame's rows (missing values as None), or the list itself."""
+    if hasattr(points, "to_dict"):
+        return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                for r in points.to_dict("records")]
+    return list(points)
+
+
+def save_figure(fig, stem, data=None) -> list[Path]:
+    """Write `<stem>.png` (150 dpi) and `<stem>.pdf` atomically, creating folders, and with `data`
+    (a DataFrame: one row per plotted point or cell) `<stem>.csv`; return the paths. A stem that
+    already ends in .png or .pdf loses that suffix first."""
     stem = Path(stem)
     if stem.suffix.lower() in (".png", ".pdf"):
         stem = stem.with_suffix("")
@@ -52,6 +61,8 @@ def save_figure(fig, stem) -> list[Path]:
         with atomic_open(path, "wb") as f:
             fig.savefig(f, format=fmt, bbox_inches="tight", **kw)
         paths.append(path)
+    if data is not None:
+        paths.append(write_text(stem.parent / f"{stem.name}.csv", data.to_csv(index=False)))
     return paths
 
 
@@ -121,7 +132,7 @@ def best_over(points, *, key="fid", by=("method", "step"), lower_is_better=True)
     Returns copies of the kept points, sorted by their `by` values."""
     by = (by,) if isinstance(by, str) else tuple(by)
     best = {}
-    for p in points:
+    for p in records(points):
         v = p.get(key)
         if _missing(v):
             continue
@@ -136,7 +147,7 @@ def curves(points, *, x="step", y="fid", group="method", yerr=None, title="",
     """Figures 2 and 5 (left): one line with markers per `group`, sorted by `x`, with error bars
     from the key `yerr` when given (e.g. the std over seeds). `styles` maps a group to extra plot
     keyword arguments (colour, marker, ...); `ax` draws into an existing axes."""
-    points = [p for p in points if not _missing(p.get(x)) and not _missing(p.get(y))]
+    points = [p for p in records(points) if not _missing(p.get(x)) and not _missing(p.get(y))]
     if not points:
         raise ConfigError(f"curves: no point has both {x!r} and {y!r}; nothing to plot")
     fig, ax = _axes(ax, (5, 3.5))
@@ -183,7 +194,7 @@ def heatmaps(cells, *, value="fid", facet="omega", x="gamma_strong", y="gamma_we
     best (lowest) cell of each panel. Cells with a `rows` key (e.g. routing / masking) give a
     grid of rows × facets. Cells without a `facet` key share one panel. With `same_ticks` both
     axes list every γ seen on either axis, so the blank triangle shows as in the paper."""
-    cells = [c for c in cells if not _missing(c.get(x)) and not _missing(c.get(y))]
+    cells = [c for c in records(cells) if not _missing(c.get(x)) and not _missing(c.get(y))]
     if not cells:
         raise ConfigError(f"heatmaps: no cell has both {x!r} and {y!r}; nothing to plot")
     row_vals = list(dict.fromkeys(c.get(rows) for c in cells))
@@ -261,7 +272,7 @@ def scatter_tradeoff(rows, *, x="gflops", y="fid", label="method", title="",
     """Figure 1 (right, top): each method a point labelled with its name; dashed lines at the FID
     and GFLOPs of the row marked `baseline: True` (the unguided model); methods named in
     `highlight` (a name, a list of names or a predicate on the name; the SG rows) in red."""
-    rows = [r for r in rows if not _missing(r.get(x)) and not _missing(r.get(y))]
+    rows = [r for r in records(rows) if not _missing(r.get(x)) and not _missing(r.get(y))]
     if not rows:
         raise ConfigError(f"scatter_tradeoff: no row has both {x!r} and {y!r}; nothing to plot")
     if highlight is None:
@@ -292,7 +303,7 @@ def bars(rows, *, x="label", y="value", yerr=None, group=None, title="", ylabel=
          ax=None, colors=None):
     """Figure 7 (left): one bar per `x` (e.g. LPIPS to the conditional prediction per method),
     error bars from the key `yerr`, and side-by-side bars per `group` (e.g. per ω) with a legend."""
-    rows = [r for r in rows if not _missing(r.get(y))]
+    rows = [r for r in records(rows) if not _missing(r.get(y))]
     if not rows:
         raise ConfigError(f"bars: no row has a value for {y!r}; nothing to plot")
     cats = list(dict.fromkeys(r.get(x) for r in rows))

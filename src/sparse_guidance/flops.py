@@ -23,6 +23,7 @@ import warnings
 
 import torch
 
+from .config import paper_results
 from .errors import ConfigError
 from .guidance import resolve_recipe
 from .models import build_model
@@ -30,15 +31,10 @@ from .models.sparsity import check_gamma, num_kept
 
 COUNTED_OPS = {"linear", "conv", "matmul", "addmm", "bmm", "einsum", "mm"}
 
-# Table 2 of the paper: SiT-XL/2 + routing r2→24, 400 epochs.
-TABLE2 = [  # (row, recipe spec, paper GFLOPs, paper FID)
-    ("SiT-XL/2 + routing", "unguided", 114.42, 4.89),
-    ("+CFG", "cfg", 228.84, 2.57),
-    ("+AG", "autoguidance", 228.84, 2.95),
-    ("+ICG", "icg", 228.84, 2.81),
-    ("+SG_FLOPS", "sg_flops", 97.67, 2.14),
-    ("+SG_FID", "sg_fid", 173.16, 1.58),
-]
+# Table 2 of the paper: SiT-XL/2 + routing r2→24, 400 epochs; (label, row, recipe preset). The
+# paper's GFLOPs per row are in workflow/data/paper_results.yaml.
+TABLE2 = [("SiT-XL/2 + routing", "unguided", "unguided"), ("+CFG", "cfg", "cfg"), ("+AG", "ag", "autoguidance"),
+          ("+ICG", "icg", "icg"), ("+SG_FLOPS", "sg_flops", "sg_flops"), ("+SG_FID", "sg_fid", "sg_fid")]
 
 
 class _Call(torch.nn.Module):
@@ -135,9 +131,9 @@ def table2(steps: int = 40, model: str = "SiT-XL/2", route: str = "2:24", input_
     m = _meta_free_model(model, "routing", [route], input_size, train_gamma=0.5)
     counter = FlopCounter(m)
     counters = {"main": counter, "aux": counter}  # AG / SG_FID: aux has the main model's size
-    rows = []
-    for name, spec, paper, _ in TABLE2:
-        ours = recipe_gflops(counters, spec, steps)
+    rows, paper_rows = [], paper_results()["table2"]
+    for name, row, spec in TABLE2:
+        ours, paper = recipe_gflops(counters, spec, steps), paper_rows[row]["gflops"]
         rows.append((name, spec, ours, paper, (ours - paper) / paper))
     return rows
 

@@ -2,7 +2,7 @@
 
     nproc = resolve_nproc(cfg)                  # compute.nproc: "auto" = every visible GPU, or a number
     if nproc == 1:
-        pipeline.run_training(cfg, run)         # in this process
+        stages.run_training(cfg, run)           # in this process
     else:
         launch_training(preset, overrides, run, nproc, threads=threads)
 
@@ -10,7 +10,7 @@
 -m sparse_guidance.launch train --preset P --overrides JSON --run-name RUN`` from the repository
 root; each process (``main`` below) joins the process group (NCCL on ``cuda:LOCAL_RANK``, gloo on
 CPU, where several processes are useful only for checking) and runs the training stage,
-pipeline.run_training. train.py splits each global batch over the ranks, so the weights do not
+stages.run_training. train.py splits each global batch over the ranks, so the weights do not
 depend on the number of processes (up to float rounding); rank 0 alone writes checkpoints, logs
 and the published outputs.
 """
@@ -28,8 +28,11 @@ from pathlib import Path
 
 import torch
 
+from . import stages
+from .config import repo_root
 from .errors import ConfigError
 from .io import write_json
+from .workflow import setup
 
 _RESULT_DIR_ENV = "SPARSE_GUIDANCE_LAUNCH_DIR"   # where the processes leave summary.json and errors
 _CONFIG_ERROR_EXIT = 3
@@ -67,8 +70,6 @@ def launch_training(preset, overrides: dict | None, run: str, nproc: int, *, thr
     machine), streaming their output here. Returns the run's summary.json content; raises
     ConfigError (a bad config or state, as the processes reported it) or RuntimeError (any other
     failure), with the exit code and the end of the output."""
-    from .experiments import repo_root
-
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ConfigError(f"nproc={nproc!r} must be an integer >= 1.")
     root = repo_root()
@@ -152,7 +153,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sparse_guidance.launch",
                                  description="One training process under torch.distributed.run.")
     sub = ap.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train one run of a config (pipeline.run_training)")
+    t = sub.add_parser("train", help="train one run of a config (stages.run_training)")
     t.add_argument("--preset", required=True)
     t.add_argument("--overrides", default="{}", help="config overrides as JSON")
     # --run-name, not --run, on the launcher's command line: torch.distributed.run's own parser takes
@@ -164,15 +165,15 @@ def main(argv=None) -> int:
 
     import torch.distributed as dist
 
-    from . import pipeline as P
-
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     initialized = False
     try:
-        cfg = P.setup(args.preset, json.loads(args.overrides), args.threads)
-        device = P.device_of(cfg)
+        cfg = setup(args.preset, json.loads(args.overrides))
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        device = stages.device_of(cfg)
         if device.type == "cuda":
             if local_rank >= torch.cuda.device_count():
                 raise ConfigError(f"process {local_rank} of {world} has no GPU: only {torch.cuda.device_count()} "
@@ -182,7 +183,7 @@ def main(argv=None) -> int:
         if world > 1:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
             initialized = True
-        summary = P.run_training(cfg, args.run, device=device, progress=args.progress)
+        summary = stages.run_training(cfg, args.run, device=device, progress=args.progress)
         if rank == 0 and os.environ.get(_RESULT_DIR_ENV):
             write_json(Path(os.environ[_RESULT_DIR_ENV]) / "summary.json", summary)
     except ConfigError as e:

@@ -4,35 +4,32 @@ The Snakefile validates the same file with ``snakemake.utils.validate``; here it
 jsonschema, its defaults are filled in (as Snakemake's ``set_default`` does) and the first error
 becomes a ConfigError that names the entry and what it must be:
 
-    validate(cfg)                                    # the whole config, defaults filled in place
-    validate(merged, "sampling", "experiments.fig4.sampling")   # one definition, errors named there
+    schema = load_schema("workflow/schemas/config.schema.yaml")
+    validate(cfg, schema)                                 # the whole config, defaults filled in place
+    validate(merged, schema, "sampling", "experiments.fig4.sampling")   # one $defs entry, named there
 """
 from __future__ import annotations
 
 import copy
 import functools
-from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator, validators
 
 from .errors import ConfigError
 
-SCHEMA_PATH = Path("workflow") / "schemas" / "config.schema.yaml"
 TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
               "object": "a mapping", "array": "a list", "null": "null"}
 
 
 @functools.cache
-def load_schema(path: str | None = None) -> dict:
-    import yaml
-
-    from .experiments import repo_root
-    with open(path or repo_root() / SCHEMA_PATH) as f:
+def load_schema(path) -> dict:
+    with open(path) as f:
         return yaml.safe_load(f)
 
 
 @functools.cache
 def _validator_class():
-    from jsonschema import Draft202012Validator, validators
-
     properties = Draft202012Validator.VALIDATORS["properties"]
 
     def fill_defaults(validator, props, instance, schema):  # the recipe of jsonschema's FAQ
@@ -84,10 +81,9 @@ def message(error, prefix: str = "") -> str:
     return f"{where or 'the config'}={v!r} must be {_must_be(error)}."
 
 
-def validate(instance, definition: str | None = None, prefix: str = ""):
+def validate(instance, schema: dict, definition: str | None = None, prefix: str = ""):
     """Validate ``instance`` against the whole schema or one of its ``$defs``, filling defaults in
     place; raise ConfigError with the first problem (named ``prefix.<path>``). Returns ``instance``."""
-    schema = load_schema()
     if definition is not None:
         schema = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
     errors = list(_validator_class()(schema).iter_errors(instance))

@@ -65,7 +65,7 @@ class TrainConfig:
         return cfg
 
 
-def _rank_world():
+def rank_world():
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -93,7 +93,7 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
     out_dir/last.pt if present. ``init_from`` (a checkpoint) starts a fresh run from its EMA weights
     (dense finetuning). Returns (model, ema) on the CPU side of the caller's device."""
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
-    rank, world = _rank_world()
+    rank, world = rank_world()
     if cfg.batch_size % world:
         raise ConfigError(f"batch_size={cfg.batch_size} is not divisible by the {world} processes; "
                           "the global batch is split evenly over ranks.")

@@ -3,69 +3,72 @@
 
 rule prepare_data:
     input:
-        **X.stage_inputs(CFG, "prepare_data"),
+        notebook="notebooks/01_prepare_data.ipynb",
     output:
-        **X.stage_outputs(CFG, "prepare_data"),
+        dataset=f"{R}/data/dataset.json",
     log:
-        notebook=L.notebook("prepare_data"),
-        txt=L.log("prepare_data"),
+        notebook=f"{R}/notebooks/prepare_data.ipynb",
+        txt=f"{R}/logs/prepare_data.log",
     benchmark:
-        L.benchmark("prepare_data")
+        f"{R}/benchmarks/prepare_data.tsv"
     params:
-        preset=PRESET,
-        args=X.notebook_args(CFG, OVERRIDES, "prepare_data"),
-    threads: X.resources(CFG, "prepare_data")["threads"]
+        ids=ids(),
+        digest=digest("prepare_data"),
+    threads: C.resources(CFG, "prepare_data")["threads"]
     resources:
-        **X.rule_resources(CFG, "prepare_data"),
+        **C.rule_resources(CFG, "prepare_data"),
     conda:
         f"../../{CONDA_ENV}"
     shell:
-        PAPERMILL
+        NOTEBOOK
 
 
 rule encode_latents:
     input:
-        **X.stage_inputs(CFG, "encode_latents"),
+        notebook="notebooks/02_encode_latents.ipynb",
+        dataset=f"{R}/data/dataset.json",
     output:
-        **X.stage_outputs(CFG, "encode_latents"),
+        manifest=f"{R}/latents/train/manifest.json",
     log:
-        notebook=L.notebook("encode_latents"),
-        txt=L.log("encode_latents"),
+        notebook=f"{R}/notebooks/encode_latents.ipynb",
+        txt=f"{R}/logs/encode_latents.log",
     benchmark:
-        L.benchmark("encode_latents")
+        f"{R}/benchmarks/encode_latents.tsv"
     params:
-        preset=PRESET,
-        args=X.notebook_args(CFG, OVERRIDES, "encode_latents"),
-    threads: X.resources(CFG, "encode_latents")["threads"]
+        ids=ids(),
+        digest=digest("encode_latents"),
+    threads: C.resources(CFG, "encode_latents")["threads"]
     resources:
-        **X.rule_resources(CFG, "encode_latents"),
+        **C.rule_resources(CFG, "encode_latents"),
     priority: 10  # on the critical path (training waits for it); reference statistics are not
     conda:
         f"../../{CONDA_ENV}"
     shell:
-        PAPERMILL
+        NOTEBOOK
 
 
 rule reference_stats:
     input:
-        **X.stage_inputs(CFG, "reference_stats"),
+        notebook="notebooks/03_reference_stats.ipynb",
+        dataset=f"{R}/data/dataset.json",
     output:
-        **X.stage_outputs(CFG, "reference_stats"),
+        reference=f"{R}/data/reference.npz",
+        info=f"{R}/data/reference.json",
     log:
-        notebook=L.notebook("reference_stats"),
-        txt=L.log("reference_stats"),
+        notebook=f"{R}/notebooks/reference_stats.ipynb",
+        txt=f"{R}/logs/reference_stats.log",
     benchmark:
-        L.benchmark("reference_stats")
+        f"{R}/benchmarks/reference_stats.tsv"
     params:
-        preset=PRESET,
-        args=X.notebook_args(CFG, OVERRIDES, "reference_stats"),
-    threads: X.resources(CFG, "reference_stats")["threads"]
+        ids=ids(),
+        digest=digest("reference_stats"),
+    threads: C.resources(CFG, "reference_stats")["threads"]
     resources:
-        **X.rule_resources(CFG, "reference_stats"),
+        **C.rule_resources(CFG, "reference_stats"),
     conda:
         f"../../{CONDA_ENV}"
     shell:
-        PAPERMILL
+        NOTEBOOK
 
 
 # The Fashion-MNIST classifier that figure grids measure with (metrics.extractor: classifier) and its
@@ -74,21 +77,24 @@ if "classifier" in CFG:
 
     rule classifier:
         input:
-            **X.stage_inputs(CFG, "classifier"),
+            notebook="notebooks/08_classifier.ipynb",
+            dataset=f"{R}/data/dataset.json",
         output:
-            **X.stage_outputs(CFG, "classifier"),
+            weights=f"{R}/classifier/classifier.pt",
+            reference=f"{R}/classifier/reference.npz",
+            info=f"{R}/classifier/info.json",
         log:
-            notebook=L.notebook("classifier"),
-            txt=L.log("classifier"),
+            notebook=f"{R}/notebooks/classifier.ipynb",
+            txt=f"{R}/logs/classifier.log",
         benchmark:
-            L.benchmark("classifier")
+            f"{R}/benchmarks/classifier.tsv"
         params:
-            preset=PRESET,
-            args=X.notebook_args(CFG, OVERRIDES, "classifier"),
-        threads: X.resources(CFG, "classifier")["threads"]
+            ids=ids(),
+            digest=digest("classifier"),
+        threads: C.resources(CFG, "classifier")["threads"]
         resources:
-            **X.rule_resources(CFG, "classifier"),
+            **C.rule_resources(CFG, "classifier"),
         conda:
             f"../../{CONDA_ENV}"
         shell:
-            PAPERMILL
+            NOTEBOOK

@@ -1,46 +1,49 @@
-# Evaluation: metrics of every sampled row against the reference statistics, and GFLOPs per
-# sampling step of every row of every experiment, in one job (counted on the model, no weights needed).
+# Evaluation: metrics of every sampled row against the reference statistics of its feature network
+# (Fig. 7's rows also their paired distance to the conditional row), and GFLOPs per sampling step of
+# every row of an experiment (counted on the model; no weights needed).
 
 
 rule evaluate:
     input:
-        unpack(lambda w: X.stage_inputs(CFG, "evaluate", experiment=w.experiment, row=w.row)),
+        unpack(evaluate_inputs),
+        notebook="notebooks/06_evaluate.ipynb",
+        samples=f"{R}/samples/{{experiment}}/{{row}}.npz",
     output:
-        **X.stage_outputs(CFG, "evaluate", experiment="{experiment}", row="{row}"),
+        metrics=f"{R}/metrics/{{experiment}}/{{row}}.json",
     log:
-        notebook=L.notebook("evaluate", "{experiment}", "{row}"),
-        txt=L.log("evaluate", "{experiment}", "{row}"),
+        notebook=f"{R}/notebooks/evaluate-{{experiment}}-{{row}}.ipynb",
+        txt=f"{R}/logs/evaluate-{{experiment}}-{{row}}.log",
     benchmark:
-        L.benchmark("evaluate", "{experiment}", "{row}")
+        f"{R}/benchmarks/evaluate-{{experiment}}-{{row}}.tsv"
     params:
-        preset=PRESET,
-        args=lambda w: X.notebook_args(CFG, OVERRIDES, "evaluate", experiment=w.experiment, row=w.row),
-    threads: X.resources(CFG, "evaluate")["threads"]
+        ids=ids(),
+        digest=digest("evaluate"),
+    threads: C.resources(CFG, "evaluate")["threads"]
     resources:
-        **X.rule_resources(CFG, "evaluate"),
+        **C.rule_resources(CFG, "evaluate"),
     conda:
         f"../../{CONDA_ENV}"
     shell:
-        PAPERMILL
+        NOTEBOOK
 
 
 rule flops:
     input:
-        **X.stage_inputs(CFG, "flops"),
+        notebook="notebooks/07_flops.ipynb",
     output:
-        **X.stage_outputs(CFG, "flops"),
+        flops=f"{R}/flops/{{experiment}}.json",
     log:
-        notebook=L.notebook("flops"),
-        txt=L.log("flops"),
+        notebook=f"{R}/notebooks/flops-{{experiment}}.ipynb",
+        txt=f"{R}/logs/flops-{{experiment}}.log",
     benchmark:
-        L.benchmark("flops")
+        f"{R}/benchmarks/flops-{{experiment}}.tsv"
     params:
-        preset=PRESET,
-        args=X.notebook_args(CFG, OVERRIDES, "flops"),
-    threads: X.resources(CFG, "flops")["threads"]
+        ids=ids(),
+        digest=digest("flops"),
+    threads: C.resources(CFG, "flops")["threads"]
     resources:
-        **X.rule_resources(CFG, "flops"),
+        **C.rule_resources(CFG, "flops"),
     conda:
         f"../../{CONDA_ENV}"
     shell:
-        PAPERMILL
+        NOTEBOOK

@@ -1,36 +1,71 @@
-# Reports: per table or figure of the config's experiments, a rule that runs its notebook
-# (report_<experiment>) and the target named after it (`snakemake table1`, `snakemake fig6`).
-# Tables -> results/<config>/tables/<name>.csv, .md, .tex; figures -> figures/<name>.png, .pdf and
-# the data behind them as .csv.
+# Reports: each table or figure is its notebook, run on the results of its own rows (no GPU). Tables
+# -> results/<preset>/tables/<name>.csv, .md, .tex; figures -> figures/<name>.png, .pdf and the
+# data behind them as .csv. `snakemake table1`, `snakemake fig6`: the target named after each.
+
+REPORT_NOTEBOOKS = {"table1": "notebooks/11_table1.ipynb", "table2": "notebooks/10_table2.ipynb",
+                    "table3": "notebooks/12_table3.ipynb", "fig1": "notebooks/20_fig1.ipynb",
+                    "fig2": "notebooks/21_fig2.ipynb", "fig4": "notebooks/22_fig4.ipynb",
+                    "fig5": "notebooks/23_fig5.ipynb", "fig6": "notebooks/24_fig6.ipynb",
+                    "fig7": "notebooks/25_fig7.ipynb", "fig8": "notebooks/26_fig8.ipynb",
+                    **{f: "notebooks/30_sample_grids.ipynb" for f in ("figA5", "figA6", "figA7", "figA8", "figA9")}}
+IMAGE_FIGURES = ("fig4", "figA5", "figA6", "figA7", "figA8", "figA9")  # figures that show samples
+
+
+rule report_table:
+    input:
+        unpack(report_inputs),
+        notebook=lambda w: REPORT_NOTEBOOKS[w.experiment],
+    output:
+        csv=f"{R}/tables/{{experiment}}.csv",
+        md=f"{R}/tables/{{experiment}}.md",
+        tex=f"{R}/tables/{{experiment}}.tex",
+    log:
+        notebook=f"{R}/notebooks/report-{{experiment}}.ipynb",
+        txt=f"{R}/logs/report-{{experiment}}.log",
+    benchmark:
+        f"{R}/benchmarks/report-{{experiment}}.tsv"
+    params:
+        ids=ids(),
+        digest=digest("report"),
+    threads: C.resources(CFG, "report")["threads"]
+    resources:
+        **C.rule_resources(CFG, "report"),
+    conda:
+        f"../../{CONDA_ENV}"
+    shell:
+        NOTEBOOK
+
+
+rule report_figure:
+    input:
+        unpack(report_inputs),
+        notebook=lambda w: REPORT_NOTEBOOKS[w.experiment],
+    output:
+        png=f"{R}/figures/{{experiment}}.png",
+        pdf=f"{R}/figures/{{experiment}}.pdf",
+        csv=f"{R}/figures/{{experiment}}.csv",
+    log:
+        notebook=f"{R}/notebooks/report-{{experiment}}.ipynb",
+        txt=f"{R}/logs/report-{{experiment}}.log",
+    benchmark:
+        f"{R}/benchmarks/report-{{experiment}}.tsv"
+    params:
+        ids=ids(),
+        digest=digest("report"),
+    threads: C.resources(CFG, "report")["threads"]
+    resources:
+        **C.rule_resources(CFG, "report"),
+    conda:
+        f"../../{CONDA_ENV}"
+    shell:
+        NOTEBOOK
+
 
 for _exp in CFG["experiments"]:
-
-    rule:
-        name:
-            f"report_{_exp}"
-        input:
-            **X.stage_inputs(CFG, "report", experiment=_exp),
-        output:
-            **X.stage_outputs(CFG, "report", experiment=_exp),
-        log:
-            notebook=L.notebook("report", _exp),
-            txt=L.log("report", _exp),
-        benchmark:
-            L.benchmark("report", _exp)
-        params:
-            preset=PRESET,
-            args=X.notebook_args(CFG, OVERRIDES, "report", experiment=_exp),
-        threads: X.resources(CFG, "report")["threads"]
-        resources:
-            **X.rule_resources(CFG, "report"),
-        conda:
-            f"../../{CONDA_ENV}"
-        shell:
-            PAPERMILL
 
     rule:
         name:
             _exp
         localrule: True
         input:
-            **X.stage_outputs(CFG, "report", experiment=_exp),
+            report_outputs(_exp),

@@ -1,24 +1,26 @@
-# Sampling: one job per row of an experiment (a guidance recipe on the experiment's run, with an
-# auxiliary checkpoint where the recipe has one) -> samples/<experiment>/<row>.npz (ADM format).
+# Sampling: one job per row of an experiment (a guidance recipe on the row's run, with an auxiliary
+# checkpoint where the recipe has one) -> samples/<experiment>/<row>.npz (ADM format) and .json.
 
 
 rule sample:
     input:
-        unpack(lambda w: X.stage_inputs(CFG, "sample", experiment=w.experiment, row=w.row)),
+        unpack(sample_inputs),
+        notebook="notebooks/05_sample.ipynb",
     output:
-        **X.stage_outputs(CFG, "sample", experiment="{experiment}", row="{row}"),
+        npz=f"{R}/samples/{{experiment}}/{{row}}.npz",
+        info=f"{R}/samples/{{experiment}}/{{row}}.json",
     log:
-        notebook=L.notebook("sample", "{experiment}", "{row}"),
-        txt=L.log("sample", "{experiment}", "{row}"),
+        notebook=f"{R}/notebooks/sample-{{experiment}}-{{row}}.ipynb",
+        txt=f"{R}/logs/sample-{{experiment}}-{{row}}.log",
     benchmark:
-        L.benchmark("sample", "{experiment}", "{row}")
+        f"{R}/benchmarks/sample-{{experiment}}-{{row}}.tsv"
     params:
-        preset=PRESET,
-        args=lambda w: X.notebook_args(CFG, OVERRIDES, "sample", experiment=w.experiment, row=w.row),
-    threads: X.resources(CFG, "sample")["threads"]
+        ids=ids(),
+        digest=digest("sample"),
+    threads: C.resources(CFG, "sample")["threads"]
     resources:
-        **X.rule_resources(CFG, "sample"),
+        **C.rule_resources(CFG, "sample"),
     conda:
         f"../../{CONDA_ENV}"
     shell:
-        PAPERMILL
+        NOTEBOOK

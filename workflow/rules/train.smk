@@ -5,28 +5,34 @@
 # The resumable state lives in runs/<run>/state/ (not an output, so a rerun or a cluster retry
 # continues from its last checkpoint); the declared outputs are published from it at the end.
 
-for _run in CFG["runs"]:
+for _run, _spec in CFG["runs"].items():
+    _init = _spec.get("init")
+    _family = "finetune" if _init else "train"
 
     rule:
         name:
-            f"{'finetune' if CFG['runs'][_run].get('init') else 'train'}_{_run}"
+            f"{_family}_{_run}"
         input:
-            **X.stage_inputs(CFG, "train", run=_run),
+            notebook="notebooks/04_train.ipynb",
+            latents=f"{R}/latents/train/manifest.json",
+            **({"init": weights(_init["run"], _init["step"])} if _init else {}),
         output:
-            **X.stage_outputs(CFG, "train", run=_run),
+            checkpoint=f"{R}/runs/{_run}/last.pt",
+            summary=f"{R}/runs/{_run}/summary.json",
+            **{f"step_{s}": weights(_run, s) for s in sorted(set(_spec["train"].get("save_steps", [])))},
         log:
-            notebook=L.notebook("train", _run),
-            txt=L.log("train", _run),
+            notebook=f"{R}/notebooks/train-{_run}.ipynb",
+            txt=f"{R}/logs/train-{_run}.log",
         benchmark:
-            L.benchmark("train", _run)
+            f"{R}/benchmarks/train-{_run}.tsv"
         params:
-            preset=PRESET,
-            args=X.notebook_args(CFG, OVERRIDES, "train", run=_run),
-        threads: X.resources(CFG, X.train_family(CFG, _run))["threads"]
+            ids=ids(run=_run),
+            digest=digest("train", run=_run),
+        threads: C.resources(CFG, _family)["threads"]
         resources:
-            **X.rule_resources(CFG, X.train_family(CFG, _run)),
-        priority: X.train_priority(CFG, _run)  # runs more rows wait for train first
+            **C.rule_resources(CFG, _family),
+        priority: C.train_priority(CFG, _run)  # runs more rows wait for train first
         conda:
             f"../../{CONDA_ENV}"
         shell:
-            PAPERMILL
+            NOTEBOOK

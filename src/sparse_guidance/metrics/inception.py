@@ -35,6 +35,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 
 from ..errors import ConfigError
 from ..io import file_hash
+from .classifier import ClassifierExtractor
 
 OFFLINE_NAME = "fid-inception-torchscript"
 COMPAT_NAME = "inception-v3-compat"
@@ -231,7 +232,6 @@ def resolve_extractor(extractor="auto", weights_path=None, device=None):
         return extractor
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if extractor == "classifier":
-        from .classifier import ClassifierExtractor
 
         if weights_path is None:
             raise ConfigError("extractor 'classifier' needs weights_path: the Fashion-MNIST classifier's weights "

@@ -1,47 +1,44 @@
-"""The workflow's stages as plain functions of a validated config (experiments.load_config).
+"""The workflow's stages: one function per job, of a validated config (config.load_config).
 
-Each function reads the outputs of the stages before it and writes its own, at the paths of
-experiments.Layout, atomically; the notebooks in notebooks/ are thin wrappers around them, and
-Snakemake runs the notebooks. Nothing here knows about Snakemake.
+Each reads the outputs of the jobs before it and writes its own, at the paths of layout.Layout,
+atomically (io.py); the notebooks in notebooks/ call one of them each, and Snakemake runs the
+notebooks (workflow/rules/*.smk own the DAG). Nothing here walks a job graph or knows Snakemake.
 
-    cfg = setup("smoke")                      # chdir to the repository, validate the preset
-    build_missing(cfg, "sample", experiment="table2", row="cfg")   # upstream stages, if absent
-    sample_row(cfg, "table2", "cfg")
-
-Stages: prepare_data, encode_latents, reference_stats, run_training (per run), sample_row and
-evaluate_row (per experiment row), count_flops (per experiment), and the reports (report.py).
+    prepare_data(cfg)  encode_latents(cfg)  reference_stats(cfg)  train_classifier_stage(cfg)
+    run_training(cfg, run)
+    sample_row(cfg, experiment, row)  evaluate_row(cfg, experiment, row)  count_flops(cfg, experiment)
 """
 from __future__ import annotations
 
+import csv
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from . import experiments as X
-from .io import atomic_open, copy_file, publish, read_json, save_npz, write_json
+from . import config as C
+from .checkpoint import load_weights, read_checkpoint
+from .data import FashionMNIST, ImageNet, LatentDataset, build_codec, encode_dataset
+from .data.fashion_mnist import find_fashion_mnist
 from .errors import ConfigError
+from .flops import FlopCounter, recipe_gflops
+from .guidance import resolve_recipe
+from .io import atomic_open, copy_file, publish, save_npz, write_json
+from .layout import Layout, job_digest, resume_key, train_outputs
+from .metrics import build_reference, evaluate_npz, load_reference, paired_distance, resolve_extractor
+from .metrics.classifier import ClassifierExtractor, save_classifier, train_classifier
+from .metrics.features import array_features
+from .sampling import sample
+from .train import TrainConfig, checkpoint_path, rank_world, train
 
 
 # ---------------------------------------------------------------------------------------------
-# Plumbing
+# Devices and images
 # ---------------------------------------------------------------------------------------------
-
-def setup(preset="smoke", overrides=None, threads: int | None = None, chdir: bool = True) -> dict:
-    """What every notebook does first: work from the repository root (where the config's relative
-    paths point), set torch's CPU threads, and load and validate the config."""
-    import warnings
-    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: text bars
-    if chdir:
-        os.chdir(X.repo_root())
-    if threads:
-        torch.set_num_threads(int(threads))
-    return X.load_config(preset, overrides)
-
 
 def device_of(cfg: dict) -> torch.device:
     want = cfg["compute"]["device"]
@@ -85,10 +82,8 @@ def training_images(cfg: dict, output: str = "float"):
     """The training image dataset of the config (items (image, label)), limited by data.train_limit."""
     d = cfg["data"]
     if d["dataset"] == "fashion_mnist":
-        from .data import FashionMNIST
         ds = FashionMNIST(d["train_split"], root=d["root"], download=d["download"], output=output)
     else:
-        from .data import ImageNet
         if d["root"] is None:
             raise ConfigError("data.root is not set: give the ImageNet train folder (root/<synset>/<image>.JPEG).")
         ds = ImageNet(d["root"], image_size=d["image_size"], output=output)
@@ -105,31 +100,26 @@ def prepare_data(cfg: dict) -> dict:
     labels = labels[:len(ds)]
     info = {"dataset": d["dataset"], "split": d["train_split"] if d["dataset"] == "fashion_mnist" else "train",
             "root": str(getattr(base, "root", None) or _fashion_root(d)), "count": len(ds),
-            "source_count": len(base), "num_classes": X.DATASETS[d["dataset"]],
-            "class_histogram": np.bincount(labels, minlength=X.DATASETS[d["dataset"]]).tolist(),
+            "source_count": len(base), "num_classes": C.DATASETS[d["dataset"]],
+            "class_histogram": np.bincount(labels, minlength=C.DATASETS[d["dataset"]]).tolist(),
             "image_shape": list(ds[0][0].shape), "classes": list(getattr(base, "classes", []))}
-    write_json(X.Layout(cfg).dataset, info)
+    write_json(Layout(cfg).dataset, info)
     return info
 
 
 def _fashion_root(d):
-    from .data.fashion_mnist import find_fashion_mnist
     return find_fashion_mnist(d["root"], d["train_split"], d["download"])
 
 
 def build_codec_of(cfg: dict):
-    from .data import build_codec
-
     spec = dict(cfg["data"]["codec"])
     return build_codec(spec.pop("name"), **spec)
 
 
 def encode_latents(cfg: dict, device=None, progress: bool = True) -> dict:
     """Encode the training images with the config's codec into latent shards (resumable)."""
-    from .data import encode_dataset
-
     e = cfg["data"]["encode"]
-    report = encode_dataset(training_images(cfg), build_codec_of(cfg), X.Layout(cfg).latents_dir,
+    report = encode_dataset(training_images(cfg), build_codec_of(cfg), Layout(cfg).latents_dir,
                             shard_size=e["shard_size"], batch_size=e["batch_size"], flip=e["flip"],
                             device=device or device_of(cfg), dtype=e["dtype"], seed=e["seed"],
                             num_workers=e["num_workers"], progress=progress)
@@ -139,7 +129,6 @@ def encode_latents(cfg: dict, device=None, progress: bool = True) -> dict:
 def reference_images(cfg: dict) -> np.ndarray:
     """The reference images for metrics of a dataset we hold (Fashion-MNIST): uint8 (N, H, W)."""
     d, ref = cfg["data"], cfg["data"]["reference"]
-    from .data import FashionMNIST
     ds = FashionMNIST(ref["split"], root=d["root"], download=d["download"], output="uint8")
     return ds.images[:ref["n"]].numpy()  # (n, 32, 32), padded like the training images
 
@@ -150,9 +139,7 @@ def reference_stats(cfg: dict, device=None, progress: bool = True) -> dict:
 
     Fashion-MNIST: built from the first n images of data.reference.split. ImageNet: ADM's reference
     batch as it is (its precomputed statistics) plus the pool3 features of its images for P/R."""
-    from .metrics import build_reference, load_reference, resolve_extractor
-
-    layout, m, ref = X.Layout(cfg), cfg["metrics"], cfg["data"]["reference"]
+    layout, m, ref = Layout(cfg), cfg["metrics"], cfg["data"]["reference"]
     ext = resolve_extractor(m["extractor"], weights_path=m["weights_path"], device=device or device_of(cfg))
     cache = Path(layout.cache) / "metrics"
     if ref["npz"] is None:
@@ -181,11 +168,7 @@ def train_classifier_stage(cfg: dict, device=None, progress: bool = True) -> dic
     """The Fashion-MNIST classifier the figure grids measure with (metrics.extractor: classifier): train
     it on the training images, then its reference statistics on the first classifier.reference_n test
     images (ADM layout, like data/reference.npz) and its test accuracy -> classifier/."""
-    from .data import FashionMNIST
-    from .metrics import build_reference
-    from .metrics.classifier import ClassifierExtractor, save_classifier, train_classifier
-
-    layout, c, d = X.Layout(cfg), cfg["classifier"], cfg["data"]
+    layout, c, d = Layout(cfg), cfg["classifier"], cfg["data"]
     device = device or device_of(cfg)
     train_set = FashionMNIST(d["train_split"], root=d["root"], download=d["download"], output="uint8")
     n_train = min(d["train_limit"] or len(train_set), len(train_set))
@@ -201,7 +184,6 @@ def train_classifier_stage(cfg: dict, device=None, progress: bool = True) -> dic
     test = FashionMNIST("test", root=d["root"], download=d["download"], output="uint8")
     images = test.images[:c["reference_n"]].numpy()
     labels = np.asarray(test.targets[:c["reference_n"]])
-    from .metrics.features import array_features
     feats = array_features(images, ext, batch_size=256, progress=progress)
     accuracy = float((feats["logits"].argmax(1) == labels).mean())
     built = build_reference(images, cache_dir=Path(layout.cache) / "metrics", extractor=ext,
@@ -230,19 +212,16 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
     Under torch.distributed (launch.py: one process per GPU) every rank trains its slice of each
     global batch; rank 0 alone writes resume_key.json, the published outputs and summary.json, and
     the other ranks wait for it, then return the same summary."""
-    from .data import LatentDataset
-    from .train import TrainConfig, _rank_world, checkpoint_path, train
-
     if run not in cfg["runs"]:
         raise ConfigError(f"run {run!r} is not in config {cfg['name']!r}; runs: {', '.join(cfg['runs'])}.")
-    layout = X.Layout(cfg)
+    layout = Layout(cfg)
     state = Path(layout.state_dir(run))
     tc = TrainConfig.from_dict(dict(cfg["runs"][run]["train"]))
     _check_state(cfg, run, state, tc)
     state.mkdir(parents=True, exist_ok=True)
-    rank, world = _rank_world()
+    rank, world = rank_world()
     if rank == 0:
-        write_json(state / "resume_key.json", X.resume_key(cfg, run))
+        write_json(state / "resume_key.json", resume_key(cfg, run))
     dataset = LatentDataset(layout.latents_dir)
     if tuple(dataset.latent_shape) != (cfg["model"]["in_channels"], cfg["model"]["input_size"],
                                        cfg["model"]["input_size"]):
@@ -251,7 +230,7 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
                           f"{cfg['model']['input_size']}, {cfg['model']['input_size']}). Re-encode them.")
     with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, not from the process's RNG
         torch.manual_seed(2**62 + tc.seed)    # (apart from the per-step seeds seed * 1_000_003 + step)
-        model = X.build_run_model(cfg, run)
+        model = C.build_run_model(cfg, run)
     device = device or device_of(cfg)
     if world > 1 and torch.device(device).type == "cuda" and torch.device(device).index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # DDP: this rank's GPU
@@ -260,7 +239,7 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
     init_from = layout.snapshot(init["run"], init["step"]) if init else None
     train(model, dataset, tc, state, device=device, progress=progress, init_from=init_from)
     seconds = time.perf_counter() - t0
-    outputs = X.train_outputs(cfg, run)
+    outputs = train_outputs(cfg, run)
     if rank != 0:
         torch.distributed.barrier()  # until rank 0 has published
         return read_json(outputs["summary"])
@@ -283,8 +262,6 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
 
 
 def _read_log(path: Path) -> list[dict]:
-    import csv
-
     if not path.exists():
         return []
     with open(path) as f:
@@ -300,15 +277,14 @@ def _check_state(cfg: dict, run: str, state: Path, tc):
     fix = (f"delete {str(state)!r} to train run {run!r} from scratch (or give the changed run another name "
            "under runs:).")
     key_file = state / "resume_key.json"
-    if key_file.exists() and json.loads(key_file.read_text()) != json.loads(json.dumps(X.resume_key(cfg, run))):
+    if key_file.exists() and json.loads(key_file.read_text()) != json.loads(json.dumps(resume_key(cfg, run))):
         raise ConfigError(f"run {run!r}: its training state in {str(state)!r} was trained with other settings "
-                          f"(model, optimiser or data changed; only {', '.join(X.RESUMABLE_TRAIN_KEYS)} may change "
+                          f"(model, optimiser or data changed; only {', '.join(C.RESUMABLE_TRAIN_KEYS)} may change "
                           f"while a run continues). To start over, {fix}")
     step = int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["step"])
     if step > tc.steps:
         raise ConfigError(f"run {run!r} is already trained for {step} steps, more than train.steps={tc.steps}; "
                           f"raise steps, or {fix}")
-    from .train import checkpoint_path
     lost = [s for s in tc.save_steps if s <= step and not checkpoint_path(state, s).exists()]
     if lost:
         raise ConfigError(f"run {run!r}: snapshot step(s) {lost} were not saved when training passed them (it is at "
@@ -317,9 +293,7 @@ def _check_state(cfg: dict, run: str, state: Path, tc):
 
 def load_run_model(cfg: dict, run: str, checkpoint, device=None, weights: str = "ema"):
     """A run's model with the weights of a checkpoint (the EMA by default), in eval mode."""
-    from .checkpoint import load_weights, read_checkpoint
-
-    model = X.build_run_model(cfg, run)
+    model = C.build_run_model(cfg, run)
     load_weights(model, read_checkpoint(checkpoint), weights)
     return model.to(device or device_of(cfg)).eval()
 
@@ -353,7 +327,7 @@ def sample_labels(cfg: dict, start: int, stop: int, seed: int | None = None, lab
 def row_models(cfg: dict, spec: dict, device) -> dict:
     """The networks a row's recipe uses: 'main' (its run at its step, the final weights by default)
     and, with aux:, 'aux' (a snapshot)."""
-    layout = X.Layout(cfg)
+    layout = Layout(cfg)
     models = {"main": load_run_model(cfg, spec["run"], layout.weights(spec["run"], spec.get("step")), device)}
     if spec.get("aux"):
         a = spec["aux"]
@@ -372,11 +346,8 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
 
     Each batch is kept in samples/<experiment>/.<row>.parts/ as it finishes, so a job killed half-way
     through a 50k set continues where it stopped (the parts are checked against the job's settings)."""
-    from .guidance import resolve_recipe
-    from .sampling import sample
-
-    layout = X.Layout(cfg)
-    exp, spec = X.experiment(cfg, experiment), X.row_spec(cfg, experiment, row)
+    layout = Layout(cfg)
+    exp, spec = C.experiment(cfg, experiment), C.row_spec(cfg, experiment, row)
     if spec.get("same_as"):
         raise ConfigError(f"row {experiment}/{row} reuses the samples of {spec['same_as']}; sample that row.")
     s, seed = exp["sampling"], spec["seed"]
@@ -386,14 +357,13 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
     codec = build_codec_of(cfg).to(device)
     n, bs = s["num_samples"], s["batch_size"]
     parts = _parts_dir(layout.samples(experiment, row))
-    key = X.job_digest(cfg, "sample", experiment=experiment, row=row)
+    key = job_digest(cfg, "sample", experiment=experiment, row=row)
     key_file = parts / "key.txt"
     if parts.exists() and (not key_file.exists() or key_file.read_text() != key):
         shutil.rmtree(parts)  # parts of another setting: start over
     parts.mkdir(parents=True, exist_ok=True)
     key_file.write_text(key)
     resumed = 0
-    from tqdm.auto import tqdm
     for b, start in enumerate(tqdm(range(0, n, bs), desc=f"sampling {experiment}/{row}", disable=not progress)):
         part = parts / f"{b:06d}.npz"
         if part.exists():
@@ -425,7 +395,7 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
             "num_samples": n, "steps": s["steps"], "solver": s["solver"], "seed": seed, "labels": s["labels"],
             "image_shape": list(arr.shape[1:]), "sampling_seconds": round(total, 2),
             "seconds_per_sample": round(total / n, 5), "batches_resumed": resumed, "device": str(device),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "config_digest": key}
     write_json(layout.sample_info(experiment, row), info)
     return info
 
@@ -436,9 +406,7 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
 
 def metric_extractor(cfg: dict, m: dict, device=None):
     """The feature extractor of a metrics setting, and the reference statistics it is compared with."""
-    from .metrics import resolve_extractor
-
-    layout = X.Layout(cfg)
+    layout = Layout(cfg)
     if m["extractor"] == "classifier":
         return (resolve_extractor("classifier", weights_path=layout.classifier, device=device or device_of(cfg)),
                 layout.classifier_reference)
@@ -448,11 +416,13 @@ def metric_extractor(cfg: dict, m: dict, device=None):
 
 def evaluate_row(cfg: dict, experiment: str, row: str, device=None, progress: bool = True) -> dict:
     """Metrics (the experiment's metrics.metrics; ADM protocol) of the first metrics.n samples of a row
-    against the reference statistics of its feature network -> metrics/<experiment>/<row>.json."""
-    from .metrics import evaluate_npz
+    against the reference statistics of its feature network -> metrics/<experiment>/<row>.json.
 
-    layout, m = X.Layout(cfg), X.experiment(cfg, experiment)["metrics"]
-    X.row_spec(cfg, experiment, row)
+    A row tagged role: compare also gets its paired distance to the experiment's role: conditional row
+    (Fig. 7, the same noise sample by sample): LPIPS where its weights are available, else the cosine
+    distance of the metric's features, named as such (``distance``, ``distance_value``, ``_std``, ``_n``)."""
+    layout, m = Layout(cfg), C.experiment(cfg, experiment)["metrics"]
+    C.row_spec(cfg, experiment, row)
     ext, reference = metric_extractor(cfg, m, device)
     with np.load(reference, allow_pickle=False) as z:
         ref_id = str(z["extractor_id"]) if "extractor_id" in z.files else None
@@ -463,7 +433,15 @@ def evaluate_row(cfg: dict, experiment: str, row: str, device=None, progress: bo
     result = evaluate_npz(layout.samples(experiment, row), reference, n=m["n"], metrics=m["metrics"],
                           extractor=ext, cache_dir=Path(layout.cache) / "metrics", batch_size=m["batch_size"],
                           progress=progress, pr_ref_n=m["pr_ref_n"])
-    result = {"experiment": experiment, "row": row, **result}
+    result = {"experiment": experiment, "row": row, **result,
+              "config_digest": job_digest(cfg, "evaluate", experiment=experiment, row=row)}
+    ref_row = C.distance_reference(cfg, experiment, row)
+    if ref_row is not None:
+        d = paired_distance(layout.samples(experiment, row), layout.samples(experiment, ref_row), n=m["n"],
+                            extractor=ext, cache_dir=Path(layout.cache) / "metrics", progress=False)
+        name = d["distance"]
+        result.update(distance="lpips" if name == "lpips" else f"feature cosine distance ({getattr(ext, 'label', 'features')})",
+                      distance_value=d[name], distance_std=d[f"{name}_std"], distance_n=d["n"], distance_to=ref_row)
     write_json(layout.metrics(experiment, row), result)
     return result
 
@@ -471,20 +449,18 @@ def evaluate_row(cfg: dict, experiment: str, row: str, device=None, progress: bo
 def count_flops(cfg: dict, experiment: str) -> dict:
     """GFLOPs per sampling step of every row of an experiment (flops.recipe_gflops, fvcore on the
     real module; weights do not matter) -> flops/<experiment>.json."""
-    from .flops import FlopCounter, recipe_gflops
-
-    exp = X.experiment(cfg, experiment)
+    exp = C.experiment(cfg, experiment)
     steps = exp["sampling"]["steps"]
     counters, cache = {}, {}
 
     def counter(run):
         if run not in counters:
-            counters[run] = FlopCounter(X.build_run_model(cfg, run, device="meta").to_empty(device="cpu").eval())
+            counters[run] = FlopCounter(C.build_run_model(cfg, run, device="meta").to_empty(device="cpu").eval())
         return counters[run]
 
     rows = {}
     for rid in exp["rows"]:
-        spec = X.source_row(cfg, experiment, rid)
+        spec = C.source_row(cfg, experiment, rid)
         c = {"main": counter(spec["run"])}
         if spec.get("aux"):
             c["aux"] = counter(spec["aux"]["run"])
@@ -493,51 +469,12 @@ def count_flops(cfg: dict, experiment: str) -> dict:
             cache[key] = round(recipe_gflops(c, spec["recipe"], steps), 6)
         rows[rid] = cache[key]
     base = rows[exp["baseline"]]
-    base_run = X.source_row(cfg, experiment, exp["baseline"])["run"]
+    base_run = C.source_row(cfg, experiment, exp["baseline"])["run"]
     out = {"experiment": experiment, "steps": steps, "model": cfg["model"]["name"], "baseline": exp["baseline"],
            "baseline_run": base_run,
            "convention": "multiply-accumulates of linear/conv layers per sampling step (fvcore), attention "
                          "products not counted (the paper's and DiT's convention)",
-           "gflops": rows, "delta_gflops": {k: round(v - base, 6) for k, v in rows.items()}}
-    write_json(X.Layout(cfg).flops(experiment), out)
+           "gflops": rows, "delta_gflops": {k: round(v - base, 6) for k, v in rows.items()},
+           "config_digest": job_digest(cfg, "flops", experiment=experiment)}
+    write_json(Layout(cfg).flops(experiment), out)
     return out
-
-
-def count_all_flops(cfg: dict) -> dict:
-    """count_flops for every experiment of the config (the workflow's one flops job)."""
-    return {e: count_flops(cfg, e) for e in cfg["experiments"]}
-
-
-# ---------------------------------------------------------------------------------------------
-# Running stages outside Snakemake
-# ---------------------------------------------------------------------------------------------
-
-def run_stage(cfg: dict, stage: str, progress: bool = True, **ids):
-    """Run one stage in this process (what its notebook does)."""
-    from . import report
-
-    fn = {"prepare_data": lambda: prepare_data(cfg), "encode_latents": lambda: encode_latents(cfg, progress=progress),
-          "reference_stats": lambda: reference_stats(cfg, progress=progress),
-          "classifier": lambda: train_classifier_stage(cfg, progress=progress),
-          "train": lambda: run_training(cfg, ids["run"], progress=progress),
-          "sample": lambda: sample_row(cfg, ids["experiment"], ids["row"], progress=progress),
-          "evaluate": lambda: evaluate_row(cfg, ids["experiment"], ids["row"], progress=progress),
-          "flops": lambda: count_all_flops(cfg),
-          "report": lambda: report.write_report(cfg, ids["experiment"])}
-    X._check_stage(stage, ids)
-    return fn[stage]()
-
-
-def build_missing(cfg: dict, stage: str, progress: bool = True, **ids) -> list:
-    """Run, in this process and in order, every upstream stage whose outputs are missing (what
-    ``snakemake`` would do first). A notebook opened on its own calls this; under Snakemake all its
-    inputs exist and this does nothing. Returns the stages it ran."""
-    ran = []
-    for dep, dep_ids in X.stage_deps(cfg, stage, **ids):
-        if all(Path(p).exists() for p in X.stage_outputs(cfg, dep, **dep_ids).values()):
-            continue
-        ran += build_missing(cfg, dep, progress=progress, **dep_ids)
-        print(f"building missing input: {dep} {dep_ids}")
-        run_stage(cfg, dep, progress=progress, **dep_ids)
-        ran.append((dep, dep_ids))
-    return ran

@@ -1,4 +1,5 @@
-"""pipeline.py and report.py on the smoke preset, in-process (the workflow test runs them through Snakemake)."""
+"""stages.py, results.py and tables.py on the smoke preset, in-process (the workflow test runs them through
+Snakemake)."""
 from __future__ import annotations
 
 import json
@@ -8,11 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from sparse_guidance import experiments as X
-from sparse_guidance import pipeline as P
-from sparse_guidance import report as R
+import pandas as pd
+
+from sparse_guidance import config as X
+from sparse_guidance import results as R
+from sparse_guidance import stages as P
+from sparse_guidance import tables as T
 from sparse_guidance.errors import ConfigError
-from sparse_guidance.io import read_json
+from sparse_guidance.io import read_json, write_json
+from sparse_guidance.layout import Layout
 
 fashion = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
                              reason="Debian's dataset-fashion-mnist is not installed")
@@ -21,6 +26,14 @@ fashion = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-i
 @pytest.fixture
 def cfg(tmp_path):
     return X.load_config("smoke", {"results_dir": str(tmp_path / "smoke"), "data": {"train_limit": 64}})
+
+
+def prepare(cfg, *runs):
+    """The jobs before sampling, in order, in this process (what snakemake runs first)."""
+    P.prepare_data(cfg)
+    P.encode_latents(cfg, progress=False)
+    for run in runs:
+        P.run_training(cfg, run, progress=False)
 
 
 def test_to_uint8_is_adm_layout():
@@ -40,11 +53,9 @@ def test_noise_and_labels_do_not_depend_on_the_batch(cfg):
 
 
 @fashion
-def test_build_missing_then_sample(cfg):
-    ran = P.build_missing(cfg, "sample", experiment="table2", row="ag", progress=False)
-    assert [s for s, _ in ran] == ["prepare_data", "encode_latents", "train"]
-    assert P.build_missing(cfg, "sample", experiment="table2", row="ag", progress=False) == []
-    layout = X.Layout(cfg)
+def test_train_then_sample(cfg):
+    prepare(cfg, "routing")
+    layout = Layout(cfg)
     summary = json.loads(Path(layout.run_summary("routing")).read_text())
     assert summary["steps"] == 20 and Path(layout.snapshot("routing", 10)).exists()
     info = P.sample_row(cfg, "table2", "ag", progress=False)
@@ -89,47 +100,50 @@ def test_count_flops_matches_the_recipes(cfg):
     assert g["cfg"] == pytest.approx(2 * g["unguided"]) == pytest.approx(g["ag"]) == pytest.approx(g["icg"])
     assert g["unguided"] < g["sg_fid"] < g["cfg"] and g["sg_flops"] < g["cfg"]
     assert out["delta_gflops"]["unguided"] == 0
-    assert json.loads(Path(X.Layout(cfg).flops("table2")).read_text())["gflops"] == g
+    assert json.loads(Path(Layout(cfg).flops("table2")).read_text())["gflops"] == g
 
 
 def test_missing_inputs_name_the_stage(cfg):
     with pytest.raises(ConfigError, match="does not exist"):
-        read_json(X.Layout(cfg).flops("table2"))
+        read_json(Layout(cfg).flops("table2"))
     with pytest.raises(ConfigError, match="no row 'nope'"):
         X.row_spec(cfg, "table2", "nope")
 
 
-def _rows():
-    base = dict(setting="—", recipe="unguided", iteration=1200, steps=1200, batch_size=128, fid=50.0, fid_n=1000, ref_n=1000,
-                gflops=0.1234, delta_gflops=0.0, paper_epochs=400, paper_fid=4.89, paper_gflops=114.42,
+def _rows() -> pd.DataFrame:
+    base = dict(setting="—", recipe="unguided", iteration=1200, steps=1200, batch_size=128, fid=50.0, fid_n=1000,
+                ref_n=1000, gflops=0.1234, delta_gflops=0.0, paper_epochs=400, paper_fid=4.89, paper_gflops=114.42,
                 paper_delta_gflops=0.0)
-    return [dict(base, row="unguided", method="SiT-T/2 + routing"),
-            dict(base, row="sg_flops", method="+SG_FLOPS", setting="ω=2.5, γ 0.5 / 0.9", fid=None,
-                 gflops=0.1, delta_gflops=-0.0234, paper_fid=2.14, paper_gflops=97.67, paper_delta_gflops=-16.75)]
+    return pd.DataFrame([dict(base, row="unguided", method="SiT-T/2 + routing"),
+                         dict(base, row="sg_flops", method="+SG_FLOPS", setting="ω=2.5, γ 0.5 / 0.9", fid=None,
+                              gflops=0.1, delta_gflops=-0.0234, paper_fid=2.14, paper_gflops=97.67,
+                              paper_delta_gflops=-16.75)], dtype=object)
 
 
 def test_iteration_counts_the_parent_run_of_a_finetune():
     cfg = X.load_config("smoke")
-    assert R.iteration(cfg, "routing", 10) == 10 and R.iteration(cfg, "routing", None) == 20
-    assert R.iteration(cfg, "routing_ft10", None) == 10 + 5  # branched at routing@10, then 5 own steps
+    assert X.iteration(cfg, "routing", 10) == 10 and X.iteration(cfg, "routing", None) == 20
+    assert X.iteration(cfg, "routing_ft10", None) == 10 + 5  # branched at routing@10, then 5 own steps
 
 
-def test_table_formats():
+def test_table_formats(tmp_path):
     rows = _rows()
-    cols = R.table2_columns(rows)
-    md = R.to_markdown(rows, cols, "caption")
-    assert md.splitlines()[0].startswith("| Method | Setting | #Steps | FID@1000 ↓ | GFLOPs ↓ | ΔGFLOPs ↓")
-    assert "| +SG_FLOPS | ω=2.5, γ 0.5 / 0.9 | 1,200 | — | 0.1000 | −0.0234 |" in md
-    assert "0 (baseline)" in md and md.rstrip().endswith("caption")
-    tex = R.to_latex(rows, cols, "FID_n & more")
+    shown = T.table(rows, T.table2_columns(rows))
+    assert list(shown.columns)[:6] == ["Method", "Setting", "#Steps", "FID@1000 ↓", "GFLOPs ↓", "ΔGFLOPs ↓"]
+    assert shown.iloc[1].tolist()[:6] == ["+SG_FLOPS", "ω=2.5, γ 0.5 / 0.9", "1,200", "—", "0.1000", "−0.0234"]
+    md = T.to_markdown(shown, "caption")
+    assert md.splitlines()[0].startswith("| Method ") and "0 (baseline)" in md and md.rstrip().endswith("caption")
+    tex = T.to_latex(shown, "FID_n & more", "tab:table2")
     assert r"+SG$_{\text{FLOPS}}$" in tex and r"$\omega$=2.5" in tex and r"FID\_n \& more" in tex
-    assert tex.count(r"\\") == 3  # header + 2 rows
+    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\\") == 3  # header + 2 rows, booktabs
+    T.write(tmp_path / "table2", rows, shown, "cap")
     import csv
-    parsed = list(csv.DictReader(R.to_csv(rows).splitlines()))
+    parsed = list(csv.DictReader((tmp_path / "table2.csv").read_text().splitlines()))
     assert list(parsed[0])[:4] == ["row", "method", "setting", "recipe"]
     assert parsed[1]["setting"] == "ω=2.5, γ 0.5 / 0.9" and parsed[1]["fid"] == "" and parsed[1]["gflops"] == "0.1"
-    assert R.latex_method("+SG_FID (ours)") == r"+SG$_{\text{FID}}$ (ours)"
-    assert R.fmt_delta(1e-9, 2) == "0 (baseline)" and R.fmt_delta(-16.75, 2) == "−16.75"
+    assert (tmp_path / "table2.md").read_text() == md.replace("caption", "cap")
+    assert T.latex_method("+SG_FID (ours)") == r"+SG$_{\text{FID}}$ (ours)"
+    assert T.cell(1e-9, "delta:2") == "0 (baseline)" and T.cell(-16.75, "delta:2") == "−16.75"
 
 
 @fashion
@@ -138,8 +152,8 @@ def test_sample_sets_resume_and_carry_labels(cfg, monkeypatch):
     uninterrupted run's; the npz carries the class labels (arr_1) the accuracy metric reads."""
     cfg = X.load_config("smoke", {"results_dir": cfg["results_dir"], "data": {"train_limit": 64},
                                   "experiments": {"table2": {"sampling": {"batch_size": 4}}}})
-    P.build_missing(cfg, "sample", experiment="table2", row="cfg", progress=False)
-    layout = X.Layout(cfg)
+    prepare(cfg, "routing")
+    layout = Layout(cfg)
     P.sample_row(cfg, "table2", "cfg", progress=False)
     with np.load(layout.samples("table2", "cfg")) as z:
         full, labels = z["arr_0"], z["arr_1"]
@@ -147,8 +161,7 @@ def test_sample_sets_resume_and_carry_labels(cfg, monkeypatch):
     parts = P._parts_dir(layout.samples("table2", "cfg"))
     assert not parts.exists()  # cleaned up once the set is written
 
-    import sparse_guidance.sampling as S
-    real, calls = S.sample, []
+    real, calls = P.sample, []
 
     def dies_on_third(*a, **k):
         calls.append(1)
@@ -156,14 +169,14 @@ def test_sample_sets_resume_and_carry_labels(cfg, monkeypatch):
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(S, "sample", dies_on_third)
+    monkeypatch.setattr(P, "sample", dies_on_third)
     Path(layout.samples("table2", "cfg")).unlink()
     with pytest.raises(KeyboardInterrupt):
         P.sample_row(cfg, "table2", "cfg", progress=False)
     assert sorted(p.name for p in parts.glob("*.npz")) == ["000000.npz", "000001.npz"]
     assert not Path(layout.samples("table2", "cfg")).exists()
     calls.clear()
-    monkeypatch.setattr(S, "sample", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    monkeypatch.setattr(P, "sample", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     info = P.sample_row(cfg, "table2", "cfg", progress=False)
     assert info["batches_resumed"] == 2 and len(calls) == 2  # only the missing batches were drawn
     with np.load(layout.samples("table2", "cfg")) as z:
@@ -177,8 +190,8 @@ def test_sample_sets_resume_and_carry_labels(cfg, monkeypatch):
 
 @fashion
 def test_dense_finetuning_starts_from_the_snapshot(cfg):
-    P.build_missing(cfg, "train", run="routing_ft10", progress=False)
-    layout = X.Layout(cfg)
+    prepare(cfg, "routing")
+    layout = Layout(cfg)
     summary = P.run_training(cfg, "routing_ft10", progress=False)
     assert summary["steps"] == 5
     from sparse_guidance.checkpoint import read_checkpoint
@@ -193,11 +206,42 @@ def test_dense_finetuning_starts_from_the_snapshot(cfg):
 
 
 def test_seed_replicates_aggregate_to_mean_and_std():
-    rows = [{"row": f"a.s{i}", "tags": {"base": "a", "seed": i}, "fid": v, "acc": None} for i, v in enumerate([1., 3.])]
-    rows.append({"row": "b", "tags": {}, "fid": 5.0, "acc": 0.5})
-    out = R.aggregate_seeds(rows)
+    rows = [{"row": f"a.s{i}", "base": "a", "seed": i, "fid": v, "acc": None} for i, v in enumerate([1., 3.])]
+    rows.append({"row": "b", "base": "b", "seed": 0, "fid": 5.0, "acc": 0.5})
+    out = R.aggregate(pd.DataFrame(rows, dtype=object), keys=("fid", "acc")).to_dict("records")
     assert [r["row"] for r in out] == ["a", "b"]
     assert out[0]["fid"] == 2.0 and out[0]["fid_std"] == pytest.approx(2 ** 0.5) and out[0]["seeds"] == 2
     assert out[0]["acc"] is None and out[1]["fid_std"] is None and out[1]["seeds"] == 1
-    col = R.Column("fid", "FID", "FID", "{:.2f}")
-    assert R.cell(out[0], col) == "2.00 ± 1.41" and R.cell(out[1], col) == "5.00"
+    assert T.cell(out[0]["fid"], "{:.2f}", out[0]["fid_std"]) == "2.00 ± 1.41" and T.cell(5.0, "{:.2f}") == "5.00"
+
+
+@fashion
+def test_results_are_never_combined_with_files_of_other_settings(cfg):
+    """results.load checks every file against the digest of the job that made it under this config."""
+    prepare(cfg, "routing")
+    P.reference_stats(cfg, progress=False)
+    for row in ("unguided", "cfg"):
+        P.sample_row(cfg, "table2", row, progress=False)
+        P.evaluate_row(cfg, "table2", row, progress=False)
+    def two_rows(**cfg_row):  # table2 with its unguided and cfg rows only, no other experiment
+        dropped = {e: None for e in cfg["experiments"] if e != "table2"}
+        rows = {r: None for r in ("ag", "icg", "sg_flops", "sg_fid")} | ({"cfg": cfg_row} if cfg_row else {})
+        return X.load_config("smoke", {"results_dir": cfg["results_dir"], "data": {"train_limit": 64},
+                                       "experiments": {**dropped, "table2": {"rows": rows}}})
+
+    small = two_rows()
+    with pytest.raises(ConfigError, match="does not exist"):
+        R.load(small, "table2")  # no FLOP counts yet
+    P.count_flops(small, "table2")
+    df = R.load(small, "table2")
+    assert list(df["row"]) == ["unguided", "cfg"] and df["fid"].iloc[0] > 0 and df["gflops"].iloc[1] > 0
+    assert df["paper_fid"].tolist() == [4.89, 2.57] and df["baseline"].tolist() == [True, False]
+    other = two_rows(recipe={"preset": "cfg", "omega": 3.0})
+    P.count_flops(other, "table2")
+    with pytest.raises(ConfigError, match="made under other settings.*snakemake .*cfg.json"):
+        R.load(other, "table2")  # cfg's samples were drawn at ω=1.5
+    info = Layout(cfg).sample_info("table2", "unguided")
+    write_json(info, {**read_json(info), "config_digest": "stale"})
+    P.count_flops(small, "table2")
+    with pytest.raises(ConfigError, match="unguided.json"):
+        R.load(small, "table2")

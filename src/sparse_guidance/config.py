@@ -1,13 +1,8 @@
-"""Workflow configuration as data: presets, validation, the results layout and the stage graph.
-
-Nothing here imports Snakemake; the Snakefile, the notebooks and the tests all read the
-configuration through this module, so a bad value fails the same way everywhere: a ConfigError
-that names the key (``experiments.table2.rows.cfg.recipe``) and what would be allowed.
+"""The workflow's configuration as data: presets, overrides, validation, experiments as rows.
 
     cfg = load_config("embedded")                               # workflow/config/embedded.yaml
     cfg = load_config("smoke", {"results_dir": "/tmp/smoke"})   # overrides, deep-merged
     cfg = load_config("my/own.yaml")                            # a preset file by path
-    layout = Layout(cfg)                                         # where every stage writes
 
 Presets (``workflow/config/*.yaml``) hold every knob of a configuration: the data and its codec,
 the model, the training runs, sampling, metrics, per-rule resources and the experiments (each a
@@ -15,23 +10,33 @@ table or figure of the paper, its rows as data). ``load_config`` deep-merges ove
 preset (mappings merge key by key, anything else is replaced) and validates the result: the JSON
 Schema ``workflow/schemas/config.schema.yaml`` checks types, ranges and names and fills the defaults
 (schema.py; the Snakefile validates the same file), then ``validate`` checks what refers across
-sections. A preset may name another to start from
-(``extends: embedded``); the chain is merged base first.
+sections (snapshot steps a run saves, same_as, routes vs depth, γ_strong < γ_weak, aux runs). A
+preset may name another to start from (``extends: embedded``); the chain is merged base first.
 
-Stages (the workflow's jobs) and what they depend on live here too (``stage_deps``,
-``stage_outputs``), so the Snakefile and a notebook run on its own build the same graph.
+Every problem is a ConfigError that names the entry (``experiments.table2.rows.cfg.recipe``) and
+what it must be. Nothing here imports Snakemake or walks a job graph: the workflow's DAG is
+Snakemake's (workflow/rules/*.smk).
 """
 from __future__ import annotations
 
 import copy
-import json
+import functools
+import itertools
 import re
 from pathlib import Path
 
+import torch
+import yaml
+
+from . import schema
+from .data.codecs import CODECS
 from .errors import ConfigError
-from .io import digest
+from .guidance import resolve_recipe
+from .models import MODELS, build_model
 
 PRESETS_DIRNAME = Path("workflow") / "config"
+SCHEMA_PATH = Path("workflow") / "schemas" / "config.schema.yaml"
+PAPER_RESULTS = Path("workflow") / "data" / "paper_results.yaml"
 DEFAULT_PRESET = "embedded"
 
 DATASETS = {"fashion_mnist": 10, "imagenet": 1000}  # dataset -> number of classes
@@ -71,6 +76,17 @@ def repo_root(start=None) -> Path:
                       f"{str(here)!r}; run from inside the sparse-guidance checkout.")
 
 
+@functools.cache
+def paper_results() -> dict:
+    """The paper's reported numbers, experiment -> row -> values (workflow/data/paper_results.yaml)."""
+    return read_yaml(repo_root() / PAPER_RESULTS)
+
+
+def config_schema() -> dict:
+    """The JSON Schema of a configuration (workflow/schemas/config.schema.yaml)."""
+    return schema.load_schema(repo_root() / SCHEMA_PATH)
+
+
 def presets_dir() -> Path:
     return repo_root() / PRESETS_DIRNAME
 
@@ -95,8 +111,6 @@ def preset_path(preset: str | Path) -> Path:
 
 
 def read_yaml(path) -> dict:
-    import yaml
-
     try:
         with open(path) as f:
             data = yaml.safe_load(f)
@@ -114,10 +128,13 @@ ATOMIC_KEYS = ("recipe",)  # replaced whole by an override, never merged (a reci
 
 def deep_merge(base: dict, over: dict) -> dict:
     """A copy of ``base`` with ``over`` merged in: mappings key by key (except ATOMIC_KEYS), anything
-    else replaced."""
+    else replaced; null in ``over`` removes an entry that is a mapping (a row, a run; its default, if
+    any, applies again)."""
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ATOMIC_KEYS:
+        if v is None and isinstance(out.get(k), dict):
+            del out[k]
+        elif isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ATOMIC_KEYS:
             out[k] = deep_merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
@@ -165,7 +182,6 @@ def codec_geometry(codec: dict) -> tuple[int, int]:
 
 
 def _check_data(d: dict):
-    from .data.codecs import CODECS  # light: no torch-fidelity, no diffusers until a VAE is built
     if d["codec"]["name"] not in CODECS:
         raise ConfigError(f"data.codec.name={d['codec']['name']!r}; choose one of {', '.join(CODECS)}.")
     ref = d["reference"]
@@ -190,7 +206,6 @@ def _check_data(d: dict):
 
 
 def _check_model(m: dict, data: dict):
-    from .models import MODELS
     if m["name"] not in MODELS:
         raise ConfigError(f"model.name={m['name']!r} is not a registered model; known: {', '.join(MODELS)}.")
     down, channels = codec_geometry(data["codec"])
@@ -222,9 +237,6 @@ def model_kwargs(cfg: dict, run: str) -> tuple[str, str, dict]:
 
 def build_run_model(cfg: dict, run: str, device="cpu"):
     """The (untrained) model of a run; device="meta" builds it without allocating weights."""
-    import torch
-
-    from .models import build_model
 
     name, sparsity, kw = model_kwargs(cfg, run)
     with torch.device(device):
@@ -303,7 +315,6 @@ AXIS_ABBR = {"omega": "w", "gamma_strong": "gs", "gamma_weak": "gw", "gamma": "g
 
 def resolve_row_recipe(spec, num_steps: int, where: str):
     """The Recipe of a row's ``recipe`` (preset name, {preset: ..., overrides} or a full recipe dict)."""
-    from .guidance import resolve_recipe
     try:
         return resolve_recipe(copy.deepcopy(spec), num_steps=num_steps)
     except ConfigError as e:
@@ -323,8 +334,6 @@ def expand_grid(g: dict, where: str) -> dict:
 
     ``{name: sg, recipe: sg, axes: {omega: [1.5, 2], gammas: [0, 0.5, 0.9]}}`` -> rows
     ``sg-w1.5-gs0-gw0.5``, ``sg-w1.5-gs0-gw0.9``, ... each tagged with its axis values."""
-    import itertools
-
     names, values = [], []
     for k, v in g["axes"].items():
         if k == "gammas":
@@ -407,16 +416,16 @@ def _check_row(row: dict, rwhere: str, e: dict, cfg: dict, sampling: dict) -> di
 
 
 def _check_experiments(cfg: dict) -> dict:
-    from .schema import validate as schema_validate
-
     out = {}
     for name, e in cfg["experiments"].items():
         where = f"experiments.{name}"
         e = copy.deepcopy(e)
         if e.get("run") is not None:
             _check_run_name(cfg, e["run"], f"{where}.run")
-        sampling = schema_validate({**cfg["sampling"], **(e.get("sampling") or {})}, "sampling", f"{where}.sampling")
-        metrics = schema_validate({**cfg["metrics"], **(e.get("metrics") or {})}, "metrics", f"{where}.metrics")
+        sampling = schema.validate({**cfg["sampling"], **(e.get("sampling") or {})}, config_schema(), "sampling",
+                                   f"{where}.sampling")
+        metrics = schema.validate({**cfg["metrics"], **(e.get("metrics") or {})}, config_schema(), "metrics",
+                                  f"{where}.metrics")
         _check_metrics(metrics, sampling, f"{where}.metrics")
         rows = dict(e.get("rows") or {})
         origin = {rid: f"{where}.rows.{rid}" for rid in rows}  # where each row was written (errors name it)
@@ -439,6 +448,10 @@ def _check_experiments(cfg: dict) -> dict:
                                   "starting with a letter or digit; it becomes part of file names).")
             if row.get("same_as") is None:
                 _check_row(row, origin[rid], e, cfg, sampling)
+        roles = [r.get("tags", {}).get("role") for r in rows.values()]
+        if "compare" in roles and roles.count("conditional") != 1:
+            raise ConfigError(f"{where}: rows tagged role: compare are measured against the one row tagged role: "
+                              f"conditional (the unguided prediction, same noise); found {roles.count('conditional')}.")
         baseline = e.get("baseline", next(iter(rows)))
         if baseline not in rows:
             raise ConfigError(f"{where}.baseline={baseline!r} is not one of its rows ({', '.join(rows)}).")
@@ -476,15 +489,13 @@ def resolve_source(exps: dict, experiment: str, row: str, where: str = "same_as"
 def validate(cfg: dict) -> dict:
     """The schema (types, ranges, unknown keys; defaults filled), then the cross-references between
     sections (see the module docstring); returns a new dict."""
-    from .schema import validate as schema_validate
-
     cfg = copy.deepcopy(cfg)
     if isinstance((cfg.get("data") or {}).get("codec"), str):
         cfg["data"]["codec"] = {"name": cfg["data"]["codec"]}
     m = cfg.get("metrics")
     if isinstance(m, dict) and isinstance(m.get("metrics"), str):  # --config metrics="fid,sfid"
         m["metrics"] = [x.strip() for x in m["metrics"].split(",") if x.strip()]
-    schema_validate(cfg)
+    schema.validate(cfg, config_schema())
     if cfg["results_dir"] is None:
         cfg["results_dir"] = f"results/{cfg['name']}"
     cfg["results_dir"] = cfg["results_dir"].rstrip("/") or "/"
@@ -495,7 +506,7 @@ def validate(cfg: dict) -> dict:
     cfg["experiments"] = _check_experiments(cfg)
     uses_classifier = any(e["metrics"]["extractor"] == "classifier" for e in cfg["experiments"].values())
     if uses_classifier or cfg.get("classifier") is not None:
-        cfg["classifier"] = schema_validate(cfg.get("classifier") or {}, "classifier", "classifier")
+        cfg["classifier"] = schema.validate(cfg.get("classifier") or {}, config_schema(), "classifier", "classifier")
         if cfg["data"]["dataset"] != "fashion_mnist":
             raise ConfigError("metrics.extractor 'classifier' is the pipeline's Fashion-MNIST classifier; with "
                               f"{cfg['data']['dataset']} use an Inception extractor (auto).")
@@ -503,301 +514,7 @@ def validate(cfg: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Results layout
-# ---------------------------------------------------------------------------------------------
-
-class Layout:
-    """Where each stage writes, under ``results_dir``. Arguments may be Snakemake wildcards
-    (``layout.samples("{experiment}", "{row}")`` gives the rule's output pattern)."""
-
-    def __init__(self, cfg: dict):
-        self.root = cfg["results_dir"]
-
-    def path(self, *parts) -> str:
-        return "/".join([self.root, *map(str, parts)])
-
-    # data
-    @property
-    def dataset(self):
-        return self.path("data", "dataset.json")
-
-    @property
-    def latents_dir(self):
-        return self.path("latents", "train")
-
-    @property
-    def latents(self):
-        return self.path("latents", "train", "manifest.json")
-
-    @property
-    def reference(self):
-        return self.path("data", "reference.npz")
-
-    @property
-    def reference_info(self):
-        return self.path("data", "reference.json")
-
-    @property
-    def cache(self):
-        return self.path("cache")
-
-    # training
-    def run_dir(self, run):
-        return self.path("runs", run)
-
-    def state_dir(self, run):
-        """Training state (resumable checkpoints, log); not a Snakemake output, so a rerun keeps it."""
-        return self.path("runs", run, "state")
-
-    def checkpoint(self, run):
-        return self.path("runs", run, "last.pt")
-
-    def snapshot(self, run, step):
-        return self.path("runs", run, f"step-{int(step):07d}.pt")  # train.checkpoint_path's name
-
-    def run_summary(self, run):
-        return self.path("runs", run, "summary.json")
-
-    def weights(self, run, step=None):
-        """A run's final checkpoint (step None) or one of its snapshots."""
-        return self.checkpoint(run) if step is None else self.snapshot(run, step)
-
-    # the Fashion-MNIST classifier (a cheap feature network for figure grids) and its reference stats
-    @property
-    def classifier(self):
-        return self.path("classifier", "classifier.pt")
-
-    @property
-    def classifier_reference(self):
-        return self.path("classifier", "reference.npz")
-
-    @property
-    def classifier_info(self):
-        return self.path("classifier", "info.json")
-
-    # sampling, metrics, reports
-    def samples(self, experiment, row):
-        return self.path("samples", experiment, f"{row}.npz")
-
-    def sample_info(self, experiment, row):
-        return self.path("samples", experiment, f"{row}.json")
-
-    def metrics(self, experiment, row):
-        return self.path("metrics", experiment, f"{row}.json")
-
-    def flops(self, experiment):
-        return self.path("flops", f"{experiment}.json")
-
-    def table(self, experiment, ext):
-        return self.path("tables", f"{experiment}.{ext}")
-
-    def figure(self, experiment, ext):
-        return self.path("figures", f"{experiment}.{ext}")
-
-    # executed notebooks, logs and benchmarks of each job
-    def notebook(self, stage, *ids):
-        return self.path("notebooks", "-".join([stage, *map(str, ids)]) + ".ipynb")
-
-    def log(self, stage, *ids):
-        return self.path("logs", "-".join([stage, *map(str, ids)]) + ".log")
-
-    def benchmark(self, stage, *ids):
-        return self.path("benchmarks", "-".join([stage, *map(str, ids)]) + ".tsv")
-
-
-# ---------------------------------------------------------------------------------------------
-# Stages: what each job writes and which jobs it needs
-# ---------------------------------------------------------------------------------------------
-
-STAGES = ("prepare_data", "encode_latents", "reference_stats", "classifier", "train", "sample", "evaluate", "flops",
-          "report")
-STAGE_IDS = {"prepare_data": (), "encode_latents": (), "reference_stats": (), "classifier": (), "train": ("run",),
-             "sample": ("experiment", "row"), "evaluate": ("experiment", "row"), "flops": (),
-             "report": ("experiment",)}
-NOTEBOOKS = {"prepare_data": "notebooks/01_prepare_data.ipynb",
-             "encode_latents": "notebooks/02_encode_latents.ipynb",
-             "reference_stats": "notebooks/03_reference_stats.ipynb",
-             "classifier": "notebooks/08_classifier.ipynb",
-             "train": "notebooks/04_train.ipynb",
-             "sample": "notebooks/05_sample.ipynb",
-             "evaluate": "notebooks/06_evaluate.ipynb",
-             "flops": "notebooks/07_flops.ipynb",
-             "report": {"table1": "notebooks/11_table1.ipynb", "table2": "notebooks/10_table2.ipynb",
-                        "table3": "notebooks/12_table3.ipynb", "fig1": "notebooks/20_fig1.ipynb",
-                        "fig2": "notebooks/21_fig2.ipynb", "fig4": "notebooks/22_fig4.ipynb",
-                        "fig5": "notebooks/23_fig5.ipynb", "fig6": "notebooks/24_fig6.ipynb",
-                        "fig7": "notebooks/25_fig7.ipynb", "fig8": "notebooks/26_fig8.ipynb",
-                        **{f: "notebooks/30_sample_grids.ipynb" for f in ("figA5", "figA6", "figA7", "figA8", "figA9")}}}
-
-
-def _check_stage(stage: str, ids: dict):
-    if stage not in STAGES:
-        raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}.")
-    if set(ids) != set(STAGE_IDS[stage]):
-        raise ConfigError(f"stage {stage!r} takes {list(STAGE_IDS[stage])}, got {sorted(ids)}.")
-
-
-def notebook_for(stage: str, **ids) -> str:
-    nb = NOTEBOOKS[stage]
-    return nb[ids["experiment"]] if isinstance(nb, dict) else nb
-
-
-def train_outputs(cfg: dict, run: str) -> dict:
-    layout = Layout(cfg)
-    out = {"checkpoint": layout.checkpoint(run), "summary": layout.run_summary(run)}
-    for s in sorted(set(cfg["runs"][run]["train"].get("save_steps", []))):
-        out[f"step_{s}"] = layout.snapshot(run, s)
-    return out
-
-
-def stage_outputs(cfg: dict, stage: str, **ids) -> dict:
-    """Named output files of one job (wildcard strings give patterns, except for ``train``)."""
-    _check_stage(stage, ids)
-    layout = Layout(cfg)
-    if stage == "prepare_data":
-        return {"dataset": layout.dataset}
-    if stage == "encode_latents":
-        return {"manifest": layout.latents}
-    if stage == "reference_stats":
-        return {"reference": layout.reference, "info": layout.reference_info}
-    if stage == "classifier":
-        return {"weights": layout.classifier, "reference": layout.classifier_reference, "info": layout.classifier_info}
-    if stage == "train":
-        return train_outputs(cfg, ids["run"])
-    if stage == "sample":
-        return {"npz": layout.samples(ids["experiment"], ids["row"]),
-                "info": layout.sample_info(ids["experiment"], ids["row"])}
-    if stage == "evaluate":
-        return {"metrics": layout.metrics(ids["experiment"], ids["row"])}
-    if stage == "flops":  # one job counts every experiment (fvcore on the model; seconds)
-        return {e: layout.flops(e) for e in cfg["experiments"]}
-    if ids["experiment"] in TABLES:
-        return {ext: layout.table(ids["experiment"], ext) for ext in ("csv", "md", "tex")}
-    return {ext: layout.figure(ids["experiment"], ext) for ext in ("png", "pdf", "csv")}
-
-
-def stage_deps(cfg: dict, stage: str, **ids) -> list[tuple[str, dict]]:
-    """The jobs (stage, ids) whose outputs this job reads."""
-    _check_stage(stage, ids)
-    if stage == "prepare_data" or stage == "flops":
-        return []
-    if stage in ("encode_latents", "reference_stats", "classifier"):
-        return [("prepare_data", {})]
-    if stage == "train":
-        init = cfg["runs"][ids["run"]].get("init")
-        return [("encode_latents", {})] + ([("train", {"run": init["run"]})] if init else [])
-    exp = cfg["experiments"][ids["experiment"]]
-    if stage == "sample":
-        row = exp["rows"][ids["row"]]
-        runs = [row["run"]] + ([row["aux"]["run"]] if row.get("aux") else [])
-        return [("train", {"run": r}) for r in dict.fromkeys(runs)]
-    if stage == "evaluate":
-        ref = "classifier" if exp["metrics"]["extractor"] == "classifier" else "reference_stats"
-        return [("sample", dict(ids)), (ref, {})]
-    deps = []
-    for r in exp["rows"]:
-        e2, r2 = resolve_source(cfg["experiments"], ids["experiment"], r)
-        deps += [("evaluate", {"experiment": e2, "row": r2}), ("sample", {"experiment": e2, "row": r2})]
-    runs = report_runs(cfg, ids["experiment"])
-    deps += [("flops", {})] + [("train", {"run": r}) for r in runs]
-    return list({json.dumps(d, sort_keys=True): d for d in deps}.values())
-
-
-def report_runs(cfg: dict, experiment: str) -> list[str]:
-    """The training runs whose summaries a report reads: every run its rows sample from."""
-    exps = cfg["experiments"]
-    runs = []
-    for r in exps[experiment]["rows"]:
-        e2, r2 = resolve_source(exps, experiment, r)
-        runs.append(exps[e2]["rows"][r2]["run"])
-    return list(dict.fromkeys(runs))
-
-
-def source_row(cfg: dict, experiment: str, row: str) -> dict:
-    """The validated spec of the row whose samples a row uses (itself, or what same_as names)."""
-    e2, r2 = resolve_source(cfg["experiments"], experiment, row)
-    return cfg["experiments"][e2]["rows"][r2]
-
-
-def stage_inputs(cfg: dict, stage: str, **ids) -> dict:
-    """Named input files of one job: the notebook and the outputs of the jobs it depends on."""
-    out = {"notebook": notebook_for(stage, **ids)}
-    for dep, dep_ids in stage_deps(cfg, stage, **ids):
-        tag = re.sub(r"[^A-Za-z0-9_]", "_", "_".join([dep, *map(str, dep_ids.values())]))
-        for k, v in stage_outputs(cfg, dep, **dep_ids).items():
-            out[f"{tag}_{k}"] = v
-    return out
-
-
-def job_config(cfg: dict, stage: str, **ids) -> dict:
-    """The part of the configuration one job's result depends on (its digest triggers reruns)."""
-    _check_stage(stage, ids)
-    data = {k: cfg["data"][k] for k in ("dataset", "root", "train_split", "train_limit", "image_size")}
-    if stage == "prepare_data":
-        return {"data": data}
-    if stage == "encode_latents":
-        return {"data": data, "codec": cfg["data"]["codec"], "encode": cfg["data"]["encode"]}
-    if stage == "reference_stats":
-        return {"data": data, "reference": cfg["data"]["reference"],
-                "metrics": {k: cfg["metrics"][k] for k in ("extractor", "weights_path", "pr_ref_n")}}
-    if stage == "classifier":
-        return {"data": data, "classifier": cfg.get("classifier")}
-    if stage == "train":
-        return {"model": cfg["model"], "run": cfg["runs"][ids["run"]]}
-
-    def runs_of(rows):
-        names = {r["run"] for r in rows} | {r["aux"]["run"] for r in rows if r.get("aux")}
-        return {r: cfg["runs"][r] for r in sorted(names)}
-
-    if stage == "flops":
-        out = {}
-        for e, exp in cfg["experiments"].items():
-            rows = [source_row(cfg, e, r) for r in exp["rows"]]
-            out[e] = {"steps": exp["sampling"]["steps"], "baseline": exp["baseline"],
-                      "rows": {k: {"recipe": r["recipe"], "aux": r.get("aux"), "run": r["run"]}
-                               for k, r in zip(exp["rows"], rows)}}
-        return {"model": cfg["model"], "runs": runs_of([source_row(cfg, e, r) for e, x in cfg["experiments"].items()
-                                                        for r in x["rows"]]), "experiments": out}
-    exp = cfg["experiments"][ids["experiment"]]
-
-    if stage == "sample":
-        row = exp["rows"][ids["row"]]
-        return {"model": cfg["model"], "runs": runs_of([row]), "row": row, "sampling": exp["sampling"],
-                "codec": cfg["data"]["codec"]}
-    if stage == "evaluate":
-        return {"metrics": exp["metrics"], "row": exp["rows"][ids["row"]]}
-    rows = [source_row(cfg, ids["experiment"], r) for r in exp["rows"]]
-    return {"experiment": exp, "rows": rows, "metrics_n": exp["metrics"]["n"], "sampling": exp["sampling"]}
-
-
-def job_digest(cfg: dict, stage: str, **ids) -> str:
-    return digest(job_config(cfg, stage, **ids))
-
-
-def check_digest(cfg: dict, stage: str, expected: str | None, **ids):
-    """A job scheduled with one configuration must not run with another (e.g. a preset edited between
-    ``snakemake`` building its DAG and a cluster job starting). expected=None skips the check."""
-    if expected is None:
-        return
-    got = job_digest(cfg, stage, **ids)
-    if got != expected:
-        raise ConfigError(f"the configuration of job {stage} {ids} changed after the workflow was planned "
-                          f"(digest {got}, planned {expected}); rerun snakemake.")
-
-
-def resume_key(cfg: dict, run: str) -> dict:
-    """What a run's training state depends on: everything but the options that may grow (steps, ...)."""
-    r = copy.deepcopy(cfg["runs"][run])
-    r.pop("label", None)
-    for k in RESUMABLE_TRAIN_KEYS:
-        r["train"].pop(k, None)
-    data = {k: cfg["data"][k] for k in ("dataset", "train_split", "train_limit", "image_size", "codec")}
-    data["encode"] = {k: cfg["data"]["encode"][k] for k in ("flip", "dtype", "seed")}
-    return {"model": cfg["model"], "run": r, "data": data}
-
-
-# ---------------------------------------------------------------------------------------------
-# Small readers used by notebooks and reports
+# Readers used by the stages, the results and the rules
 # ---------------------------------------------------------------------------------------------
 
 def experiment(cfg: dict, name: str) -> dict:
@@ -837,12 +554,29 @@ def describe_recipe(recipe, aux: dict | None = None, steps: int | None = None) -
     return ", ".join(parts)
 
 
-def notebook_args(cfg: dict, overrides: dict | None, stage: str, **ids) -> str:
-    """The papermill parameters (as one JSON/YAML string for ``-y``) of a workflow job: the config
-    overrides beside the preset, the job's ids, and the digest of the config it was planned with."""
-    _check_stage(stage, ids)
-    return json.dumps({"overrides": dict(overrides or {}), **ids, "config_digest": job_digest(cfg, stage, **ids),
-                       "build_missing": False}, sort_keys=True)
+def source_row(cfg: dict, experiment: str, row: str) -> dict:
+    """The validated spec of the row whose samples a row uses (itself, or what same_as names)."""
+    e2, r2 = resolve_source(cfg["experiments"], experiment, row)
+    return cfg["experiments"][e2]["rows"][r2]
+
+
+def distance_reference(cfg: dict, experiment: str, row: str) -> str | None:
+    """The row a row's samples are compared with, sample by sample (Fig. 7: rows tagged role: compare
+    against the experiment's role: conditional row); None for other rows."""
+    rows = cfg["experiments"][experiment]["rows"]
+    if rows[row].get("tags", {}).get("role") != "compare":
+        return None
+    return next(r for r, spec in rows.items() if spec.get("tags", {}).get("role") == "conditional")
+
+
+def iteration(cfg: dict, run: str, step: int | None) -> int:
+    """Training iterations behind a run's checkpoint (``step``, None = the run's end), counting those
+    of the run it started from: a dense finetuning run branched at step s of its parent has seen
+    s + its own steps. Tables show this as #Steps; ``steps`` is the run's own length."""
+    r = cfg["runs"][run]
+    own = step if step is not None else r["train"]["steps"]
+    init = r.get("init")
+    return own + (iteration(cfg, init["run"], init["step"]) if init else 0)
 
 
 def rule_resources(cfg: dict, rule: str) -> dict:

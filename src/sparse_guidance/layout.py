@@ -1,0 +1,184 @@
+"""Where every job writes under ``results_dir`` (one method per output file), and what each job's
+result depends on (its configuration digest: a rule's params, so an edit reruns that job alone).
+
+    layout = Layout(cfg)
+    layout.samples("table2", "cfg")            # results/embedded/samples/table2/cfg.npz
+    job_digest(cfg, "sample", experiment="table2", row="cfg")
+
+The rules in workflow/rules/*.smk write these same paths as readable patterns (a test checks that
+they agree); the stages and the results loader find files through this class.
+"""
+from __future__ import annotations
+
+import copy
+
+from .config import RESUMABLE_TRAIN_KEYS, distance_reference, source_row
+from .io import digest
+
+
+class Layout:
+    """Where each stage writes, under ``results_dir``. Arguments may be Snakemake wildcards
+    (``layout.samples("{experiment}", "{row}")`` gives the rule's output pattern)."""
+
+    def __init__(self, cfg: dict):
+        self.root = cfg["results_dir"]
+
+    def path(self, *parts) -> str:
+        return "/".join([self.root, *map(str, parts)])
+
+    # data
+    @property
+    def dataset(self):
+        return self.path("data", "dataset.json")
+
+    @property
+    def latents_dir(self):
+        return self.path("latents", "train")
+
+    @property
+    def latents(self):
+        return self.path("latents", "train", "manifest.json")
+
+    @property
+    def reference(self):
+        return self.path("data", "reference.npz")
+
+    @property
+    def reference_info(self):
+        return self.path("data", "reference.json")
+
+    @property
+    def cache(self):
+        return self.path("cache")
+
+    # training
+    def run_dir(self, run):
+        return self.path("runs", run)
+
+    def state_dir(self, run):
+        """Training state (resumable checkpoints, log); not a Snakemake output, so a rerun keeps it."""
+        return self.path("runs", run, "state")
+
+    def checkpoint(self, run):
+        return self.path("runs", run, "last.pt")
+
+    def snapshot(self, run, step):
+        return self.path("runs", run, f"step-{int(step):07d}.pt")  # train.checkpoint_path's name
+
+    def run_summary(self, run):
+        return self.path("runs", run, "summary.json")
+
+    def weights(self, run, step=None):
+        """A run's final checkpoint (step None) or one of its snapshots."""
+        return self.checkpoint(run) if step is None else self.snapshot(run, step)
+
+    # the Fashion-MNIST classifier (a cheap feature network for figure grids) and its reference stats
+    @property
+    def classifier(self):
+        return self.path("classifier", "classifier.pt")
+
+    @property
+    def classifier_reference(self):
+        return self.path("classifier", "reference.npz")
+
+    @property
+    def classifier_info(self):
+        return self.path("classifier", "info.json")
+
+    # sampling, metrics, reports
+    def samples(self, experiment, row):
+        return self.path("samples", experiment, f"{row}.npz")
+
+    def sample_info(self, experiment, row):
+        return self.path("samples", experiment, f"{row}.json")
+
+    def metrics(self, experiment, row):
+        return self.path("metrics", experiment, f"{row}.json")
+
+    def flops(self, experiment):
+        return self.path("flops", f"{experiment}.json")
+
+    def table(self, experiment, ext):
+        return self.path("tables", f"{experiment}.{ext}")
+
+    def figure(self, experiment, ext):
+        return self.path("figures", f"{experiment}.{ext}")
+
+    # executed notebooks, logs and benchmarks of each job
+    def notebook(self, stage, *ids):
+        return self.path("notebooks", "-".join([stage, *map(str, ids)]) + ".ipynb")
+
+    def log(self, stage, *ids):
+        return self.path("logs", "-".join([stage, *map(str, ids)]) + ".log")
+
+    def benchmark(self, stage, *ids):
+        return self.path("benchmarks", "-".join([stage, *map(str, ids)]) + ".tsv")
+
+
+def train_outputs(cfg: dict, run: str) -> dict:
+    """The named outputs of a run's training job: last.pt, summary.json and one file per snapshot."""
+    layout = Layout(cfg)
+    out = {"checkpoint": layout.checkpoint(run), "summary": layout.run_summary(run)}
+    for s in sorted(set(cfg["runs"][run]["train"].get("save_steps", []))):
+        out[f"step_{s}"] = layout.snapshot(run, s)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# What each job's result depends on
+# ---------------------------------------------------------------------------------------------
+
+def _runs_of(cfg: dict, rows) -> dict:
+    names = {r["run"] for r in rows} | {r["aux"]["run"] for r in rows if r.get("aux")}
+    return {r: cfg["runs"][r] for r in sorted(names)}
+
+
+def job_config(cfg: dict, stage: str, **ids) -> dict:
+    """The part of the configuration one job's result depends on. Stages: prepare_data,
+    encode_latents, reference_stats, classifier, train (run), sample and evaluate (experiment, row),
+    flops and report (experiment)."""
+    data = {k: cfg["data"][k] for k in ("dataset", "root", "train_split", "train_limit", "image_size")}
+    if stage == "prepare_data":
+        return {"data": data}
+    if stage == "encode_latents":
+        return {"data": data, "codec": cfg["data"]["codec"], "encode": cfg["data"]["encode"]}
+    if stage == "reference_stats":
+        return {"data": data, "reference": cfg["data"]["reference"],
+                "metrics": {k: cfg["metrics"][k] for k in ("extractor", "weights_path", "pr_ref_n")}}
+    if stage == "classifier":
+        return {"data": data, "classifier": cfg.get("classifier")}
+    if stage == "train":
+        return {"model": cfg["model"], "run": cfg["runs"][ids["run"]]}
+    exp = cfg["experiments"][ids["experiment"]]
+    if stage == "sample":
+        row = exp["rows"][ids["row"]]
+        return {"model": cfg["model"], "runs": _runs_of(cfg, [row]), "row": row, "sampling": exp["sampling"],
+                "codec": cfg["data"]["codec"]}
+    if stage == "evaluate":
+        ref = distance_reference(cfg, ids["experiment"], ids["row"])
+        return {"metrics": exp["metrics"], "row": exp["rows"][ids["row"]],
+                "distance_to": None if ref is None else {"row": ref, "sample": job_config(
+                    cfg, "sample", experiment=ids["experiment"], row=ref)}}
+    rows = {r: source_row(cfg, ids["experiment"], r) for r in exp["rows"]}
+    if stage == "flops":
+        return {"model": cfg["model"], "runs": _runs_of(cfg, rows.values()), "steps": exp["sampling"]["steps"],
+                "baseline": exp["baseline"],
+                "rows": {k: {"recipe": r["recipe"], "aux": r.get("aux"), "run": r["run"]} for k, r in rows.items()}}
+    if stage == "report":
+        return {"experiment": exp, "rows": list(rows.values()), "runs": _runs_of(cfg, rows.values())}
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def job_digest(cfg: dict, stage: str, **ids) -> str:
+    return digest(job_config(cfg, stage, **ids))
+
+
+def resume_key(cfg: dict, run: str) -> dict:
+    """What a run's training state depends on: everything but the options that may grow (steps, ...)."""
+    r = copy.deepcopy(cfg["runs"][run])
+    r.pop("label", None)
+    for k in RESUMABLE_TRAIN_KEYS:
+        r["train"].pop(k, None)
+    data = {k: cfg["data"][k] for k in ("dataset", "train_split", "train_limit", "image_size", "codec")}
+    data["encode"] = {k: cfg["data"]["encode"][k] for k in ("flip", "dtype", "seed")}
+    return {"model": cfg["model"], "run": r, "data": data}

@@ -1,0 +1,111 @@
+"""One experiment's results as a table (pandas), from the files its workflow jobs wrote.
+
+    df = load(cfg, "fig6")      # one row per config row: settings, tags, metrics, GFLOPs, the paper's values
+    df = aggregate(df)          # one row per base row: mean and <metric>_std over sampling seeds
+    images = row_images(cfg, "table2/cfg", 10, classes=[0, 1])
+
+Every row is checked against the configuration it is loaded under: samples or metrics made under
+other settings (the digest their job recorded differs from the one this config gives) are never
+combined with new ones; the error names the file and the command that remakes it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import config as C
+from .errors import ConfigError
+from .guidance import resolve_recipe
+from .io import read_json
+from .layout import Layout, job_digest
+
+METRIC_KEYS = ("fid", "sfid", "is", "prec", "rec", "acc", "distance_value")
+
+def _fresh(cfg: dict, stage: str, experiment: str, row: str, record: dict, path: str) -> dict:
+    want = job_digest(cfg, stage, experiment=experiment, row=row)
+    if record.get("config_digest") != want:
+        raise ConfigError(f"{path!r} was made under other settings than config {cfg['name']!r} gives its job "
+                          f"({record.get('config_digest')} vs {want}); remake it first: snakemake {path} "
+                          f"--config preset={cfg['name']} (a notebook run on its own does this itself).")
+    return record
+
+
+def metric_label(cfg: dict, experiment: str, key: str | None = None) -> tuple[str, str]:
+    """(column, axis label) of an experiment's quality metric: ``plot.metric`` (default fid), named
+    for its feature network (classifier FD is never called FID)."""
+    exp = C.experiment(cfg, experiment)
+    key = key or exp["plot"].get("metric", "fid")
+    feat = "classifier FD" if exp["metrics"]["extractor"] == "classifier" else "FID"
+    return key, {"fid": f"{feat}@{exp['metrics']['n']}", "acc": "class accuracy", "sfid": "sFID",
+                 "prec": "precision", "rec": "recall"}.get(key, key)
+
+
+def load(cfg: dict, experiment: str) -> pd.DataFrame:
+    """One row per row of an experiment: its setting (method, setting, recipe, omega, run, sparsity,
+    step, iteration, seed, source), its tags as columns, its metrics (fid, sfid, is, prec, rec, acc;
+    distance_* for Fig. 7's paired distances), GFLOPs per sampling step, sampling time and the paper's
+    values (paper_<key>). Rows that reuse another experiment's samples (same_as) read that row's files."""
+    layout, exp = Layout(cfg), C.experiment(cfg, experiment)
+    flops = read_json(layout.flops(experiment))
+    if flops.get("config_digest") != job_digest(cfg, "flops", experiment=experiment):
+        raise ConfigError(f"{layout.flops(experiment)!r} was counted for other rows; remake it: snakemake "
+                          f"{layout.flops(experiment)} --config preset={cfg['name']}.")
+    paper = C.paper_results().get(experiment, {})
+    base_of_baseline = exp["rows"][exp["baseline"]].get("tags", {}).get("base", exp["baseline"])
+    records = []
+    for rid, own in exp["rows"].items():
+        e2, r2 = C.resolve_source(cfg["experiments"], experiment, rid)
+        spec = cfg["experiments"][e2]["rows"][r2]
+        m = _fresh(cfg, "evaluate", e2, r2, read_json(layout.metrics(e2, r2)), layout.metrics(e2, r2))
+        info = _fresh(cfg, "sample", e2, r2, read_json(layout.sample_info(e2, r2)), layout.sample_info(e2, r2))
+        recipe = resolve_recipe(spec["recipe"], num_steps=cfg["experiments"][e2]["sampling"]["steps"])
+        train = cfg["runs"][spec["run"]]["train"]
+        tags = {**spec.get("tags", {}), **own.get("tags", {})}
+        base = tags.get("base", rid)
+        rec = {"row": rid, "base": base, "method": own.get("label") or spec["label"],
+               "setting": C.describe_recipe(recipe, spec.get("aux")), "recipe": recipe.name, "omega": recipe.omega,
+               "run": spec["run"], "sparsity": cfg["runs"][spec["run"]]["sparsity"],
+               "step": spec.get("step") or train["steps"], "steps": train["steps"],
+               "iteration": C.iteration(cfg, spec["run"], spec.get("step")), "batch_size": train["batch_size"],
+               "seed": spec["seed"], "source": f"{e2}/{r2}", "fid_n": m.get("fid_n"), "ref_n": m.get("ref_n"),
+               "extractor": m.get("extractor"), "gflops": flops["gflops"][rid],
+               "delta_gflops": flops["delta_gflops"][rid], "seconds_per_sample": info.get("seconds_per_sample"),
+               **{k: m.get("is_mean" if k == "is" else k) for k in METRIC_KEYS},
+               "distance": m.get("distance"), "distance_std": m.get("distance_std"), "distance_n": m.get("distance_n"),
+               **{k: v for k, v in tags.items() if k not in ("base", "seed")},
+               "baseline": base == base_of_baseline,
+               **{f"paper_{k}": paper.get(base, {}).get(k) for k in C.PAPER_KEYS}}
+        records.append(rec)
+    return pd.DataFrame(records, dtype=object)
+
+
+def aggregate(df: pd.DataFrame, keys=METRIC_KEYS) -> pd.DataFrame:
+    """Rows replicated over sampling seeds (experiment ``seeds:``) -> one row per base row with the mean
+    of each metric, its standard deviation over seeds (``<key>_std``, ddof 1) and ``seeds``; the other
+    columns are the first replicate's. Rows without replicates pass through (seeds 1, std None)."""
+    out = []
+    for base, group in df.groupby("base", sort=False):
+        rec = {**group.iloc[0].to_dict(), "row": base, "seeds": len(group)}
+        for k in keys:
+            vals = [v for v in group[k] if v is not None and not (isinstance(v, float) and np.isnan(v))]
+            rec[k] = float(np.mean(vals)) if vals else None
+            rec[f"{k}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+        out.append(rec)
+    frame = pd.DataFrame(out, dtype=object)
+    return frame.drop(columns=["base"])
+
+
+def row_images(cfg: dict, source: str, n: int, classes=None) -> np.ndarray:
+    """The first n samples of a row ('<experiment>/<row>' whose samples exist; uint8 NHWC), of the given
+    classes only when ``classes`` is set (class by class, in that order: column j of every row shows the
+    same class and noise index)."""
+    e2, r2 = source.split("/")
+    with np.load(Layout(cfg).samples(e2, r2)) as z:
+        images = z["arr_0"]
+        labels = z["arr_1"] if "arr_1" in z.files else None
+    if classes is not None:
+        if labels is None:
+            raise ConfigError(f"samples of {e2}/{r2} carry no labels (arr_1); resample them to pick classes.")
+        per = -(-n // len(classes))
+        images = images[np.concatenate([np.flatnonzero(labels == c)[:per] for c in classes])]
+    return images[:n]

@@ -1,0 +1,58 @@
+# Input functions: only where a job's inputs depend on its row's configuration. Everything else
+# names its paths in the rule itself.
+
+
+def ids(**fixed):
+    """params.ids of a job: its wildcards (and fixed ids) as JSON for the notebook's parameters."""
+    return lambda w: json.dumps({**dict(w.items()), **fixed}, sort_keys=True)
+
+
+def digest(stage, **fixed):
+    """params.digest of a job: the digest of the config it depends on (Snakemake reruns it on a change)."""
+    return lambda w: job_digest(CFG, stage, **{**dict(w.items()), **fixed})
+
+
+def weights(run, step=None):
+    """A run's final checkpoint (step None) or one of its kept snapshots."""
+    return f"{R}/runs/{run}/last.pt" if step is None else f"{R}/runs/{run}/step-{int(step):07d}.pt"
+
+
+def sample_inputs(w):
+    """The networks a row samples with: its run at its step, and the auxiliary snapshot of AG / SG_FID."""
+    row = C.row_spec(CFG, w.experiment, w.row)
+    inputs = {"main": weights(row["run"], row["step"])}
+    if row.get("aux"):
+        inputs["aux"] = weights(row["aux"]["run"], row["aux"]["step"])
+    return inputs
+
+
+def evaluate_inputs(w):
+    """The reference statistics of the row's feature network; Fig. 7's rows tagged role: compare also
+    read the samples of the conditional row they are compared with."""
+    if C.experiment(CFG, w.experiment)["metrics"]["extractor"] == "classifier":
+        inputs = {"reference": f"{R}/classifier/reference.npz", "classifier": f"{R}/classifier/classifier.pt"}
+    else:
+        inputs = {"reference": f"{R}/data/reference.npz"}
+    conditional = C.distance_reference(CFG, w.experiment, w.row)
+    if conditional is not None:
+        inputs["conditional"] = f"{R}/samples/{w.experiment}/{conditional}.npz"
+    return inputs
+
+
+def report_inputs(w):
+    """The metrics of every row an experiment shows (a same_as row: the row it names), their samples'
+    descriptions and, for figures that show images, the samples; the experiment's FLOP counts."""
+    inputs = {"flops": f"{R}/flops/{w.experiment}.json"}
+    for row in CFG["experiments"][w.experiment]["rows"]:
+        e, r = C.resolve_source(CFG["experiments"], w.experiment, row)
+        inputs[f"metrics_{row}"] = f"{R}/metrics/{e}/{r}.json"
+        inputs[f"samples_{row}"] = f"{R}/samples/{e}/{r}.json"
+        if w.experiment in IMAGE_FIGURES:
+            inputs[f"images_{row}"] = f"{R}/samples/{e}/{r}.npz"
+    return inputs
+
+
+def report_outputs(experiment):
+    if experiment in C.TABLES:
+        return [f"{R}/tables/{experiment}.{ext}" for ext in ("csv", "md", "tex")]
+    return [f"{R}/figures/{experiment}.{ext}" for ext in ("png", "pdf", "csv")]
