@@ -9,7 +9,7 @@ convention; attention products, norms and element-wise ops are not counted), tur
 40 % of an H100's dense bf16 peak). Models are built on the meta device and materialised with
 uninitialised weights (``to_empty``): counts do not depend on weight values.
 
-What is counted (the stages of ``experiments.stage_deps``, walked from each target's report job):
+What is counted (the jobs of Snakemake's own dry run of each target, from nothing: --forceall):
   training       2 x 3 (forward + backward) x forward MACs per image at the run's training sparsity
                  (train.gamma if set, else the model's train_gamma; masking models include their
                  decoder) x batch_size x steps. A finetuning run needs the run it starts from.
@@ -34,9 +34,12 @@ import logging
 import sys
 import warnings
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 
-from sparse_guidance import experiments as X
+from sparse_guidance import config as X
+from sparse_guidance import workflow
 from sparse_guidance.flops import COUNTED_OPS, FlopCounter, recipe_gflops
 
 FLOP_PER_MAC = 2
@@ -221,18 +224,21 @@ def data_cost(cfg: dict, stage: str, counts: Counts) -> float:
 # What each target needs (the workflow's own job graph)
 # ---------------------------------------------------------------------------------------------
 
-def target_jobs(cfg: dict, experiments) -> set[str]:
-    """Every job (as a JSON key [stage, ids]) the report jobs of ``experiments`` need, transitively."""
-    todo = [("report", {"experiment": e}) for e in experiments]
-    seen = set()
-    while todo:
-        stage, ids = todo.pop()
-        key = json.dumps([stage, ids], sort_keys=True)
-        if key in seen:
-            continue
-        seen.add(key)
-        todo += X.stage_deps(cfg, stage, **ids)
-    return seen
+def stage_of(rule: str, wildcards: dict, cfg: dict) -> tuple[str, dict]:
+    """A job of the dry run as (stage, ids): train_<run> and finetune_<run> are ("train", {run})."""
+    for family in ("train_", "finetune_"):
+        if rule.startswith(family) and rule[len(family):] in cfg["runs"]:
+            return "train", {"run": rule[len(family):]}
+    return rule, wildcards
+
+
+def target_jobs(cfg: dict, targets, preset=None, overrides=None) -> dict[str, set[str]]:
+    """Every job (as a JSON key [stage, ids]) of each target, as Snakemake's dry run lists it."""
+    preset = preset or cfg["name"]
+    with ThreadPoolExecutor(4) as pool:
+        listed = pool.map(lambda t: workflow.jobs([t], preset, overrides), targets)
+        return {t: {json.dumps(stage_of(r, w, cfg), sort_keys=True) for r, w in jobs}
+                for t, jobs in zip(targets, listed)}
 
 
 def job_flops(cfg: dict, key: str, counts: Counts, memo: dict) -> tuple[str, float]:
@@ -252,9 +258,8 @@ def job_flops(cfg: dict, key: str, counts: Counts, memo: dict) -> tuple[str, flo
     return memo[key]
 
 
-def target_cost(cfg: dict, experiments, counts: Counts, memo: dict) -> dict:
-    """FLOPs by category of everything ``experiments`` need, each job counted once."""
-    jobs = target_jobs(cfg, experiments)
+def target_cost(cfg: dict, jobs: set[str], counts: Counts, memo: dict) -> dict:
+    """FLOPs by category of a target's jobs, each counted once."""
     out = {"train": 0.0, "sample": 0.0, "data": 0.0, "none": 0.0}
     for key in jobs:
         cat, f = job_flops(cfg, key, counts, memo)
@@ -276,8 +281,9 @@ def ordered_experiments(cfg: dict) -> list[str]:
            [e for e in cfg["experiments"] if e not in X.EXPERIMENTS]
 
 
-def estimate(cfg: dict, counts: Counts | None = None) -> dict:
-    """Everything the tables print, in FLOPs: per run, per experiment's own samples, per target."""
+def estimate(cfg: dict, counts: Counts | None = None, preset=None, overrides=None) -> dict:
+    """Everything the tables print, in FLOPs: per run, per experiment's own samples, per target (its
+    jobs from the workflow's dry run of ``preset``, by default the config's name, with ``overrides``)."""
     counts = counts or Counts(cfg)
     memo: dict = {}
     exps = ordered_experiments(cfg)
@@ -292,8 +298,8 @@ def estimate(cfg: dict, counts: Counts | None = None) -> dict:
                        "decode": sum(j["decode_flops"] for j in jobs),
                        "metrics": sum(j["flops"] for j in evals)}
         sampling[e]["total"] = sampling[e]["denoise"] + sampling[e]["decode"] + sampling[e]["metrics"]
-    targets = {e: target_cost(cfg, [e], counts, memo) for e in exps}
-    targets["all"] = target_cost(cfg, exps, counts, memo)
+    jobs = target_jobs(cfg, [*exps, "all"], preset, overrides)
+    targets = {t: target_cost(cfg, jobs[t], counts, memo) for t in [*exps, "all"]}
     codec = counts.codec()
     return {"runs": runs, "sampling": sampling, "targets": targets, "codec": codec,
             "features": {k: v for k, v in counts.feature_nets.items()}}
@@ -414,7 +420,7 @@ def main(argv=None) -> int:
     except X.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    est = estimate(cfg)
+    est = estimate(cfg, preset=a.preset)
     print((render_md if a.format == "md" else render_csv)(cfg, est, a.tflops), end="")
     return 0
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from sparse_guidance import experiments as X
+from sparse_guidance import config as X
 from sparse_guidance import launch
-from sparse_guidance import pipeline as P
+from sparse_guidance import stages as P
 from sparse_guidance.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # torch.distributed.run with 2 processes
 fashion = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
                              reason="Debian's dataset-fashion-mnist is not installed")
 
@@ -23,8 +24,8 @@ def prepared(tmp_path_factory):
     """The smoke preset's dataset record and encoded latents, built once; tests copy them."""
     src = tmp_path_factory.mktemp("launch") / "src"
     cfg = X.load_config("smoke", {"results_dir": str(src)})
-    ran = P.build_missing(cfg, "train", run="routing", progress=False)
-    assert [s for s, _ in ran] == ["prepare_data", "encode_latents"]
+    P.prepare_data(cfg)
+    P.encode_latents(cfg, progress=False)
     return src
 
 

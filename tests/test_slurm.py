@@ -41,6 +41,7 @@ LONG_TRAIN = {"runs": {"routing": {"train": {"steps": STEPS, "ckpt_every": CKPT_
 GPU_RULES = ("train_routing", "sample")
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(os.environ.get("SPARSE_GUIDANCE_SLURM") != "1",
                        reason="no SLURM cluster: SPARSE_GUIDANCE_SLURM=1 is not set (start one with "
                               "`bash tests/slurm/cluster.sh start` and eval its `env`; .ci/run does)"),
@@ -235,8 +236,8 @@ def test_the_resumed_training_equals_an_uninterrupted_one(runs, tmp_path):
     ref = tmp_path / "ref"
     shutil.copytree(res / "latents", ref / "latents")
     # the same config, trained in one go here (threads=1, as the job's notebook ran)
-    code = ("import json, sys\nfrom sparse_guidance import pipeline as P\n"
-            "cfg = P.setup('smoke', json.loads(sys.argv[1]), 1)\nP.run_training(cfg, 'routing', progress=False)\n")
+    code = ("import json, sys, torch\nfrom sparse_guidance import stages, workflow\ntorch.set_num_threads(1)\n"
+            "cfg = workflow.setup('smoke', json.loads(sys.argv[1]))\nstages.run_training(cfg, 'routing', progress=False)\n")
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", code, json.dumps({**LONG_TRAIN, "results_dir": str(ref)})],
                        cwd=repo, env=ENV, capture_output=True, text=True, timeout=600, check=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,9 +27,9 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TABLE2_ROWS = ["SiT-T/2 + routing", "+CFG", "+AG", "+ICG", "+SG_FLOPS", "+SG_FID"]
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONWARNINGS": "ignore"}
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
-    reason="the smoke preset reads Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
+    reason="the smoke preset reads Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")]
 
 
 def run(cmd, cwd, timeout=600) -> subprocess.CompletedProcess:
@@ -73,7 +74,7 @@ def smoke_run(repo):
 
 def sampled_rows(preset: str) -> int:
     """Sampling jobs of `all`: every row of every experiment except those reusing another's samples."""
-    from sparse_guidance import experiments as X
+    from sparse_guidance import config as X
     cfg = X.load_config(preset)
     return sum(1 for e in cfg["experiments"].values() for r in e["rows"].values() if not r.get("same_as"))
 
@@ -104,17 +105,18 @@ def test_dry_runs_every_preset_and_profile(repo, tmp_path):
         assert p.returncode == 0, f"{profile}/{preset}:\n{text[-3000:]}"
         if preset == "(profile's preset)":
             continue
-        from sparse_guidance import experiments as X
+        from sparse_guidance import config as X
         cfg = X.load_config(preset)
         jobs = ["prepare_data", "encode_latents", "reference_stats", "train_routing", "train_masking",
-                "train_dense", "sample", "evaluate", "flops", "all"]
+                "train_dense", "sample", "evaluate", "flops", "report_table", "report_figure", "all", "table2"]
         jobs += ["classifier"] if "classifier" in cfg else []  # the embedded figure grids' feature network
         jobs += [f"finetune_{r}" for r in cfg["runs"] if cfg["runs"][r].get("init")]
-        jobs += [f"report_{e}" for e in X.EXPERIMENTS] + ["table2"]
         for job in jobs:
             assert f"rule {job}:" in text or f"{job}:" in text, f"{profile}/{preset}: no {job} job\n{text[-2000:]}"
         n = sampled_rows(preset)
         assert text.count("rule sample:") == n and text.count("rule evaluate:") == n, (preset, n)
+        assert text.count("rule flops:") == len(cfg["experiments"])  # one count per experiment
+        assert text.count("rule report_table:") + text.count("rule report_figure:") == len(cfg["experiments"])
         if profile == "slurm":
             assert "slurm_partition=" in text
     paper = output(done[("slurm", "(profile's preset)")])
@@ -185,9 +187,8 @@ def test_notebooks_are_clean_and_parameterised():
         "05_sample.ipynb", "06_evaluate.ipynb", "07_flops.ipynb", "08_classifier.ipynb", "10_table2.ipynb",
         "11_table1.ipynb", "12_table3.ipynb", "20_fig1.ipynb", "21_fig2.ipynb", "22_fig4.ipynb", "23_fig5.ipynb",
         "24_fig6.ipynb", "25_fig7.ipynb", "26_fig8.ipynb", "30_sample_grids.ipynb"]
-    from sparse_guidance import experiments as X
-    referenced = {v for v in X.NOTEBOOKS.values() if isinstance(v, str)} | set(X.NOTEBOOKS["report"].values())
-    assert referenced == {f"notebooks/{p.name}" for p in NOTEBOOKS}
+    rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    assert set(re.findall(r"notebooks/\w+\.ipynb", rules)) == {f"notebooks/{p.name}" for p in NOTEBOOKS}
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
@@ -195,7 +196,9 @@ def test_notebooks_are_clean_and_parameterised():
         assert nb.metadata["language_info"]["name"] == "python", path.name
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1 and tagged[0].cell_type == "code", path.name
-        assert 'preset = "smoke"' in tagged[0].source
+        assert 'preset = "embedded"' in tagged[0].source  # the workflow's default
+        for plumbing in ("threads", "config_digest", "build_missing", "progress"):
+            assert f"{plumbing} =" not in tagged[0].source, (path.name, plumbing)
         for c in nb.cells:
             if c.cell_type == "code":
                 assert c.outputs == [] and c.execution_count is None, f"{path.name} has stored outputs"
@@ -220,13 +223,13 @@ def test_smoke_table2_runs(repo, smoke_run):
     for col in ("Method", "#Steps", "FID@16", "GFLOPs", "ΔGFLOPs", "paper FID", "paper GFLOPs", "paper #Epoch"):
         assert col in header, header
     for label in TABLE2_ROWS:
-        assert f"| {label} |" in md
+        assert re.search(rf"^\| {re.escape(label)} +\|", md, re.M), label
     tex = (res / "tables" / "table2.tex").read_text()
     for needle in (r"\begin{tabular}", r"+SG$_{\text{FLOPS}}$", r"+SG$_{\text{FID}}$", r"$\Delta$GFLOPs", "FID@16"):
         assert needle in tex
     assert tex.count(r"\\") == 1 + len(TABLE2_ROWS)
     # every job left its executed notebook, its log and a benchmark
-    for stage in ("prepare_data", "encode_latents", "reference_stats", "train-routing", "flops",
+    for stage in ("prepare_data", "encode_latents", "reference_stats", "train-routing", "flops-table2",
                   "sample-table2-sg_fid", "evaluate-table2-ag", "report-table2"):
         assert (res / "notebooks" / f"{stage}.ipynb").exists() and (res / "benchmarks" / f"{stage}.tsv").exists()
     m = json.loads((res / "metrics" / "table2" / "sg_fid.json").read_text())
@@ -271,7 +274,7 @@ def test_smoke_tables_1_and_3(repo, smoke_run):
 def test_smoke_figures(repo, smoke_run):
     """Every figure is written as PNG and PDF with the data behind it; the data has what the plot needs."""
     assert smoke_run[0].returncode == 0
-    from sparse_guidance import experiments as X
+    from sparse_guidance import config as X
     fig = repo / "results" / "smoke" / "figures"
     for e in X.FIGURES:
         assert (fig / f"{e}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", e
@@ -297,19 +300,74 @@ def test_smoke_figures(repo, smoke_run):
     assert sorted(r["model"] for r in fig8) == ["masking", "routing"]
 
 
-def test_notebooks_run_on_their_own(repo, smoke_run, tmp_path):
-    """Each notebook top to bottom with its default parameters, from notebooks/ as JupyterLab runs it
-    (the defaults use the smoke preset; its inputs are those the smoke run left)."""
+def test_rule_paths_are_the_layouts(repo):
+    """The readable path patterns of the rules and the library's Layout name the same files."""
+    from sparse_guidance import config as X
+    from sparse_guidance.layout import Layout, train_outputs
+    p = snakemake(repo, "-n", "--forceall", "--nolock", "all", "--config", "preset=smoke", "results_dir=R")
+    assert p.returncode == 0, output(p)[-3000:]
+    outputs = {f for line in re.findall(r"^    output: (.*)$", p.stdout, re.M) for f in line.split(", ")}
+    cfg = X.load_config("smoke", {"results_dir": "R"})
+    L = Layout(cfg)
+    want = {L.dataset, L.latents, L.reference, L.reference_info, L.classifier, L.classifier_reference,
+            L.classifier_info}
+    want |= {f for run in cfg["runs"] for f in train_outputs(cfg, run).values()}
+    for e, exp in cfg["experiments"].items():
+        want |= {L.flops(e)} | {L.table(e, x) if e in X.TABLES else L.figure(e, x)
+                                for x in (("csv", "md", "tex") if e in X.TABLES else ("png", "pdf", "csv"))}
+        for r, row in exp["rows"].items():
+            if not row.get("same_as"):
+                want |= {L.samples(e, r), L.sample_info(e, r), L.metrics(e, r)}
+    assert outputs == want, (sorted(outputs - want)[:5], sorted(want - outputs)[:5])
+
+
+def test_editing_one_figure_entry_reruns_only_that_figure(repo, smoke_run, tmp_path):
+    """An added ω in Fig. 6's grid: only Fig. 6's new rows are sampled and evaluated, its FLOPs and its
+    report redone; nothing else of `all` (Snakemake's params trigger on each job's config digest)."""
     assert smoke_run[0].returncode == 0
+    (tmp_path / "edit.yaml").write_text("experiments: {fig6: {grids: [{name: ag_sg, label: AG + SG, recipe: ag+sg, "
+                                        "aux: {run: routing, step: 10}, axes: {omega: [2.0, 3.0], "
+                                        "gammas: [0.0, 0.5, 0.9]}}]}}\n")
+    p = snakemake(repo, "-n", "all", "--config", "preset=smoke", "--configfile", str(tmp_path / "edit.yaml"))
+    assert p.returncode == 0, output(p)[-3000:]
+    jobs = re.findall(r"^(?:local)?rule (\S+):\n(?:.*\n)*?    wildcards: (.*)$", p.stdout, re.M)
+    assert sorted(jobs) == sorted([("evaluate", f"experiment=fig6, row=ag_sg-w3-{g}") for g in
+                                   ("gs0-gw0.5", "gs0-gw0.9", "gs0.5-gw0.9")] +
+                                  [("sample", f"experiment=fig6, row=ag_sg-w3-{g}") for g in
+                                   ("gs0-gw0.5", "gs0-gw0.9", "gs0.5-gw0.9")] +
+                                  [("flops", "experiment=fig6"), ("report_figure", "experiment=fig6")]), p.stdout[-3000:]
 
-    def execute(path):
+
+def test_notebooks_run_on_their_own(repo, smoke_run, tmp_path):
+    """Each notebook top to bottom from notebooks/, as JupyterLab runs it, on the smoke preset: it asks
+    Snakemake for its inputs (all up to date after the smoke run), then runs its stage or draws its
+    table or figure. Reports first, then the stages backwards, so that no stage rewrites what a later
+    notebook reads."""
+    assert smoke_run[0].returncode == 0
+    reports = [p for p in NOTEBOOKS if p.name[:1] in "123"]
+    stages = [p for p in NOTEBOOKS if p not in reports][::-1]
+    for path in reports + stages:
         out = tmp_path / path.name
-        return path.name, run([sys.executable, "-m", "papermill", "-k", "python3", "--cwd", str(repo / "notebooks"),
-                               str(repo / "notebooks" / path.name), str(out)], repo, timeout=600), out
-
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(execute, NOTEBOOKS))
-    for name, p, out in results:
-        assert p.returncode == 0, f"{name}:\n{output(p)[-4000:]}"
+        p = run([sys.executable, "-m", "papermill", "-k", "python3", "--cwd", str(repo / "notebooks"),
+                 str(repo / "notebooks" / path.name), str(out), "-p", "preset", "smoke"], repo, timeout=600)
+        assert p.returncode == 0, f"{path.name}:\n{output(p)[-4000:]}"
         executed = nbformat.read(out, as_version=4)
-        assert all(c.get("execution_count") for c in executed.cells if c.cell_type == "code"), name
+        assert all(c.get("execution_count") for c in executed.cells if c.cell_type == "code"), path.name
+        if path.name[:1] == "2" or path.name.startswith("30"):  # a figure notebook shows its figure inline
+            assert any(o.get("data", {}).get("image/png") for c in executed.cells for o in c.get("outputs", [])), path.name
+
+
+def test_a_notebook_on_its_own_remakes_outdated_inputs(repo, smoke_run, tmp_path):
+    """Table 2's notebook with the CFG row at another ω: Snakemake remakes that row's samples and metrics
+    (and the FLOP counts) before the table is drawn; the table never mixes the old samples in."""
+    assert smoke_run[0].returncode == 0
+    out = tmp_path / "table2.ipynb"
+    over = json.dumps({"experiments": {"table2": {"rows": {"cfg": {"recipe": {"preset": "cfg", "omega": 4.0}}}}}})
+    p = run([sys.executable, "-m", "papermill", "-k", "python3", "--cwd", str(repo / "notebooks"),
+             str(repo / "notebooks" / "10_table2.ipynb"), str(out), "-p", "preset", "smoke", "-y", over], repo)
+    assert p.returncode == 0, output(p)[-4000:]
+    text = out.read_text()
+    assert "3 job(s) run" in text  # sample, evaluate of table2/cfg and flops of table2
+    assert "ω=4" in text and "ω=1.5, weak" not in text
+    info = json.loads((repo / "results" / "smoke" / "samples" / "table2" / "cfg.json").read_text())
+    assert info["recipe"]["omega"] == 4.0

@@ -118,7 +118,8 @@ def table3_frame(cfg: dict, df: pd.DataFrame, literature: str) -> pd.DataFrame:
     rows += [{**r, "method": f"{r['method']} (ours)", "kind": "ours", "epochs": None,
               "source": f"this repository, config {cfg['name']}", "scale": f"{cfg['data']['dataset']}, FID@{r['fid_n']}"}
              for r in df.to_dict("records")]
-    return pd.DataFrame(rows, dtype=object).reindex(columns=list(dict.fromkeys([*TABLE3_CSV, "fid_std"])))
+    frame = pd.DataFrame(rows, dtype=object)
+    return frame.reindex(columns=list(dict.fromkeys([*TABLE3_CSV, *frame.columns])))
 
 
 # ---------------------------------------------------------------------------------------------
