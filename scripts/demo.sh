@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's main job on the embedded default: set up .venv if needed, then run the CPU demo.
+# A 3.5-minute CPU demo on synthetic latents (scripts/demo.py): set up .venv if needed, then run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m sparse_guidance.demo "$@"
+exec .venv/bin/python scripts/demo.py "$@"

@@ -7,6 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export MPLBACKEND=Agg
 [ $# -eq 0 ] && set -- table2
 exec .venv/bin/snakemake "$@"

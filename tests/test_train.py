@@ -11,8 +11,10 @@ import torch.multiprocessing as mp
 from sparse_guidance import ConfigError
 from sparse_guidance.checkpoint import read_checkpoint
 from sparse_guidance.models import build_model
-from sparse_guidance.toy import make_toy_latents
 from sparse_guidance.train import TrainConfig, checkpoint_path, train
+from script_helpers import load_script
+
+make_toy_latents = load_script("demo").make_toy_latents  # the demo's synthetic latents
 
 CFG = dict(steps=12, batch_size=8, lr=1e-3, ckpt_every=4, save_steps=[2], log_every=2, ema_decay=0.9)
 

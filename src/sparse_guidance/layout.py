@@ -17,102 +17,42 @@ from .io import digest
 
 
 class Layout:
-    """Where each stage writes, under ``results_dir``. Arguments may be Snakemake wildcards
-    (``layout.samples("{experiment}", "{row}")`` gives the rule's output pattern)."""
+    """Where each job writes, under ``results_dir``: one attribute or method per file."""
 
     def __init__(self, cfg: dict):
         self.root = cfg["results_dir"]
+        p = self.path
+        self.dataset = p("data", "dataset.json")                      # prepare_data
+        self.latents_dir = p("latents", "train")                       # encode_latents: shards ...
+        self.latents = p("latents", "train", "manifest.json")          # ... and their manifest
+        self.reference = p("data", "reference.npz")                    # reference_stats (ADM layout) ...
+        self.reference_info = p("data", "reference.json")              # ... and what it was built from
+        self.classifier = p("classifier", "classifier.pt")             # the Fashion-MNIST classifier (figure grids)
+        self.classifier_reference = p("classifier", "reference.npz")   # ... its reference statistics
+        self.classifier_info = p("classifier", "info.json")
+        self.cache = p("cache")                                        # feature caches of the metrics
 
     def path(self, *parts) -> str:
         return "/".join([self.root, *map(str, parts)])
 
-    # data
-    @property
-    def dataset(self):
-        return self.path("data", "dataset.json")
-
-    @property
-    def latents_dir(self):
-        return self.path("latents", "train")
-
-    @property
-    def latents(self):
-        return self.path("latents", "train", "manifest.json")
-
-    @property
-    def reference(self):
-        return self.path("data", "reference.npz")
-
-    @property
-    def reference_info(self):
-        return self.path("data", "reference.json")
-
-    @property
-    def cache(self):
-        return self.path("cache")
-
-    # training
-    def run_dir(self, run):
-        return self.path("runs", run)
-
-    def state_dir(self, run):
-        """Training state (resumable checkpoints, log); not a Snakemake output, so a rerun keeps it."""
-        return self.path("runs", run, "state")
-
-    def checkpoint(self, run):
-        return self.path("runs", run, "last.pt")
-
-    def snapshot(self, run, step):
-        return self.path("runs", run, f"step-{int(step):07d}.pt")  # train.checkpoint_path's name
-
-    def run_summary(self, run):
-        return self.path("runs", run, "summary.json")
+    # training: the resumable state (not a workflow output: a rerun continues it) and the published files
+    def run_dir(self, run): return self.path("runs", run)                                   # noqa: E704
+    def state_dir(self, run): return self.path("runs", run, "state")                        # noqa: E704
+    def checkpoint(self, run): return self.path("runs", run, "last.pt")                     # noqa: E704
+    def snapshot(self, run, step): return self.path("runs", run, f"step-{int(step):07d}.pt")  # noqa: E704
+    def run_summary(self, run): return self.path("runs", run, "summary.json")               # noqa: E704
 
     def weights(self, run, step=None):
-        """A run's final checkpoint (step None) or one of its snapshots."""
+        """A run's final checkpoint (step None) or one of its kept snapshots."""
         return self.checkpoint(run) if step is None else self.snapshot(run, step)
 
-    # the Fashion-MNIST classifier (a cheap feature network for figure grids) and its reference stats
-    @property
-    def classifier(self):
-        return self.path("classifier", "classifier.pt")
-
-    @property
-    def classifier_reference(self):
-        return self.path("classifier", "reference.npz")
-
-    @property
-    def classifier_info(self):
-        return self.path("classifier", "info.json")
-
-    # sampling, metrics, reports
-    def samples(self, experiment, row):
-        return self.path("samples", experiment, f"{row}.npz")
-
-    def sample_info(self, experiment, row):
-        return self.path("samples", experiment, f"{row}.json")
-
-    def metrics(self, experiment, row):
-        return self.path("metrics", experiment, f"{row}.json")
-
-    def flops(self, experiment):
-        return self.path("flops", f"{experiment}.json")
-
-    def table(self, experiment, ext):
-        return self.path("tables", f"{experiment}.{ext}")
-
-    def figure(self, experiment, ext):
-        return self.path("figures", f"{experiment}.{ext}")
-
-    # executed notebooks, logs and benchmarks of each job
-    def notebook(self, stage, *ids):
-        return self.path("notebooks", "-".join([stage, *map(str, ids)]) + ".ipynb")
-
-    def log(self, stage, *ids):
-        return self.path("logs", "-".join([stage, *map(str, ids)]) + ".log")
-
-    def benchmark(self, stage, *ids):
-        return self.path("benchmarks", "-".join([stage, *map(str, ids)]) + ".tsv")
+    # sampling (ADM npz + a description), metrics, FLOP counts, reports
+    def samples(self, experiment, row): return self.path("samples", experiment, f"{row}.npz")       # noqa: E704
+    def sample_info(self, experiment, row): return self.path("samples", experiment, f"{row}.json")  # noqa: E704
+    def metrics(self, experiment, row): return self.path("metrics", experiment, f"{row}.json")      # noqa: E704
+    def flops(self, experiment): return self.path("flops", f"{experiment}.json")                    # noqa: E704
+    def table(self, experiment, ext): return self.path("tables", f"{experiment}.{ext}")             # noqa: E704
+    def figure(self, experiment, ext): return self.path("figures", f"{experiment}.{ext}")           # noqa: E704
 
 
 def train_outputs(cfg: dict, run: str) -> dict:

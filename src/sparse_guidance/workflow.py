@@ -42,8 +42,7 @@ def in_workflow() -> bool:
 def _snakemake(args: list[str], preset, overrides: dict | None, cores) -> subprocess.CompletedProcess:
     config = [f"preset={preset}"] + [f"{k}={json.dumps(v)}" for k, v in (overrides or {}).items()]
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), *args, "--config", *config]
-    return subprocess.run(cmd, cwd=C.repo_root(), capture_output=True, text=True,
-                          env={**os.environ, "MPLBACKEND": "Agg"})
+    return subprocess.run(cmd, cwd=C.repo_root(), capture_output=True, text=True)
 
 
 def build(targets: list[str], preset=C.DEFAULT_PRESET, overrides: dict | None = None, *, omit_from: str | None = None,
