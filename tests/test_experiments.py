@@ -74,6 +74,34 @@ def test_overrides_merge_deeply(smoke):
     assert cfg["experiments"]["table2"]["rows"]["cfg"]["label"] == "+CFG"  # the rest of the row stays
 
 
+def within(part, whole) -> bool:
+    """Every value ``part`` sets is in ``whole`` (mappings compared key by key)."""
+    if isinstance(part, dict):
+        return isinstance(whole, dict) and all(within(v, whole.get(k)) for k, v in part.items())
+    return part == whole
+
+
+def test_presets_extend_the_one_experiment_list():
+    """base.yaml holds the paper's experiments once; a preset adds its scale, grids merge by name."""
+    base = X.read_yaml("workflow/config/base.yaml")["experiments"]
+    assert "base" not in X.list_presets()
+    for preset in ("smoke", "embedded", "paper"):
+        assert X.read_yaml(f"workflow/config/{preset}.yaml")["extends"] == "base"
+        cfg = X.load_config(preset)
+        assert list(cfg["experiments"]) == list(base)
+        for e, exp in base.items():  # every row and grid of base, with what base sets for it
+            for g in exp.get("grids", []):
+                rows = [r for r in cfg["experiments"][e]["rows"].values() if r["tags"].get("grid") == g["name"]]
+                assert rows and all(r["label"] == g.get("label", r["label"]) for r in rows), (preset, e, g["name"])
+            for rid, row in exp.get("rows", {}).items():
+                got = next(v for k, v in cfg["experiments"][e]["rows"].items() if v["tags"].get("base", k) == rid)
+                assert within(row, got), (preset, e, rid)
+    # a --config override still replaces a grid list whole (messages name grids by their index)
+    cfg = X.load_config("smoke", {"experiments": {"fig6": {"grids": [{"name": "other", "recipe": "sg",
+                                                                       "axes": {"omega": [2.0]}}]}}})
+    assert list(cfg["experiments"]["fig6"]["rows"]) == ["other-w2"]
+
+
 def test_preset_by_path_and_extends(tmp_path):
     child = tmp_path / "child.yaml"
     child.write_text("extends: smoke\nname: child\nsampling: {num_samples: 20}\n")
@@ -183,7 +211,7 @@ def test_snakemake_validates_the_loaded_config_with_the_same_schema():
     for preset in ("smoke", "embedded", "paper"):
         cfg = X.load_config(preset)
         validate(copy.deepcopy(cfg), "workflow/schemas/config.schema.yaml")  # a validated config stays valid
-    raw = X.read_yaml("workflow/config/smoke.yaml")
+    raw = X.read_preset("smoke")  # smoke.yaml on base.yaml, as written
     validate(raw, "workflow/schemas/config.schema.yaml")  # Snakemake fills the schema's defaults as we do
     assert raw["sampling"]["solver"] == "euler" and raw["data"]["encode"]["num_workers"] == 0
 

@@ -92,7 +92,7 @@ def presets_dir() -> Path:
 
 
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
+    return sorted(p.stem for p in presets_dir().glob("*.yaml") if p.stem != "base")  # base.yaml: extended only
 
 
 def preset_path(preset: str | Path) -> Path:
@@ -126,22 +126,33 @@ def read_yaml(path) -> dict:
 ATOMIC_KEYS = ("recipe",)  # replaced whole by an override, never merged (a recipe is one value)
 
 
-def deep_merge(base: dict, over: dict) -> dict:
+def _named(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(i, dict) and "name" in i for i in v)
+
+
+def deep_merge(base: dict, over: dict, by_name: bool = False) -> dict:
     """A copy of ``base`` with ``over`` merged in: mappings key by key (except ATOMIC_KEYS), anything
     else replaced; null in ``over`` removes an entry that is a mapping (a row, a run; its default, if
-    any, applies again)."""
+    any, applies again). With ``by_name`` (a preset extending another), lists of named entries (grids)
+    merge entry by entry by name, new names appended; overrides (``--config``) replace them whole."""
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
         if v is None and isinstance(out.get(k), dict):
             del out[k]
         elif isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ATOMIC_KEYS:
-            out[k] = deep_merge(out[k], v)
+            out[k] = deep_merge(out[k], v, by_name)
+        elif by_name and _named(v) and _named(out.get(k)):
+            merged = {i["name"]: copy.deepcopy(i) for i in out[k]}
+            for i in v:
+                merged[i["name"]] = deep_merge(merged[i["name"]], i, by_name) if i["name"] in merged else copy.deepcopy(i)
+            out[k] = list(merged.values())
         else:
             out[k] = copy.deepcopy(v)
     return out
 
 
-def _read_preset(preset, seen=()) -> dict:
+def read_preset(preset, seen=()) -> dict:
+    """A preset as written, its ``extends`` chain merged in (base first), before overrides and checks."""
     path = preset_path(preset)
     data = read_yaml(path)
     parent = data.pop("extends", None)
@@ -153,7 +164,7 @@ def _read_preset(preset, seen=()) -> dict:
     base_ref = parent
     if ("/" in str(parent) or str(parent).endswith((".yaml", ".yml"))) and not Path(parent).is_absolute():
         base_ref = path.parent / parent  # a relative path is relative to the file that names it
-    return deep_merge(_read_preset(base_ref, (*seen, key)), data)
+    return deep_merge(read_preset(base_ref, (*seen, key)), data, by_name=True)
 
 
 def load_config(preset: str | Path | None = None, overrides: dict | None = None) -> dict:
@@ -162,7 +173,7 @@ def load_config(preset: str | Path | None = None, overrides: dict | None = None)
     ``overrides`` is what ``snakemake --config`` / ``--configfile`` add beside ``preset``.
     Returns a new dict; raises ConfigError naming the first problem found.
     """
-    raw = _read_preset(preset or DEFAULT_PRESET)
+    raw = read_preset(preset or DEFAULT_PRESET)
     overrides = dict(overrides or {})
     overrides.pop("preset", None)
     return validate(deep_merge(raw, overrides))
