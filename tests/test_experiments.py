@@ -3,7 +3,6 @@ ConfigError naming its key), results paths, and what each job's result depends o
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 

@@ -27,7 +27,7 @@ from .data.fashion_mnist import find_fashion_mnist
 from .errors import ConfigError
 from .flops import FlopCounter, recipe_gflops
 from .guidance import resolve_recipe
-from .io import atomic_open, copy_file, publish, save_npz, write_json
+from .io import atomic_open, copy_file, publish, read_json, save_npz, write_json
 from .layout import Layout, job_digest, resume_key, train_outputs
 from .metrics import build_reference, evaluate_npz, load_reference, paired_distance, resolve_extractor
 from .metrics.classifier import ClassifierExtractor, save_classifier, train_classifier
