@@ -17,6 +17,7 @@
 # its timing under benchmarks/. Profiles: profiles/default (local, auto-loaded), profiles/slurm
 # (`--profile slurm`, through the root link `slurm`).
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from snakemake.utils import validate
 from sparse_guidance import config as C
 from sparse_guidance.errors import ConfigError
 from sparse_guidance.layout import job_digest
+from sparse_guidance.workflow import OVERRIDES_ENV
 
 PRESET = str(config.get("preset", C.DEFAULT_PRESET))
 OVERRIDES = {k: v for k, v in config.items() if k != "preset"}
@@ -47,15 +49,17 @@ else:
     PAPERMILL_BIN = str(Path(sys.executable).parent / "papermill")
 
 
-# Every job: its notebook with the preset, the --config overrides and the job's ids (params.ids) as
-# parameters; torch's threads = the job's threads; SPARSE_GUIDANCE_JOB tells the notebook that its
-# inputs are already built (workflow.build). The executed copy and the text log go under log:.
+# Every job: its notebook with the preset and the job's ids (params.ids) as parameters; torch's
+# threads = the job's threads; SPARSE_GUIDANCE_JOB tells the notebook that its inputs are already
+# built (workflow.build). The --config overrides reach it through the environment (workflow.setup),
+# not the command: Snakemake reruns a job when its command changes, and an override should rerun
+# only the jobs whose configuration digest (params.digest) it changes. The executed copy and the
+# text log go under log:.
+os.environ[OVERRIDES_ENV] = json.dumps(OVERRIDES)
 NOTEBOOK = " ".join([
     "SPARSE_GUIDANCE_JOB=1 OMP_NUM_THREADS={threads}", PAPERMILL_BIN,
     "-k python3 --cwd . --log-output {input.notebook:q} {log.notebook:q}",
-    f"-p preset {shlex.quote(PRESET)} -y {shlex.quote(json.dumps({'overrides': OVERRIDES}))}".replace("{", "{{")
-    .replace("}", "}}"),
-    "-y {params.ids:q} > {log.txt:q} 2>&1"])
+    f"-p preset {shlex.quote(PRESET)}", "-y {params.ids:q} > {log.txt:q} 2>&1"])
 CONDA_ENV = "envs/sparse-guidance.yaml"  # used only with --sdm conda
 
 wildcard_constraints:

@@ -23,15 +23,18 @@ import warnings
 from . import config as C
 from .errors import ConfigError
 
-JOB_ENV = "SPARSE_GUIDANCE_JOB"
+JOB_ENV = "SPARSE_GUIDANCE_JOB"              # set by every rule's command: "1" in a workflow job
+OVERRIDES_ENV = "SPARSE_GUIDANCE_OVERRIDES"  # the --config overrides of the workflow run (JSON)
 
 
 def setup(preset: str = C.DEFAULT_PRESET, overrides: dict | None = None) -> dict:
     """What every notebook does first: work from the repository root (where the config's relative
-    paths point) and load and validate the config. Torch's CPU threads follow OMP_NUM_THREADS (the
-    rules set it to the job's threads)."""
+    paths point) and load and validate the config, with ``overrides`` or, in a workflow job, the
+    run's --config overrides. Torch's CPU threads follow OMP_NUM_THREADS (the job's threads)."""
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: text bars
     os.chdir(C.repo_root())
+    if not overrides and in_workflow():
+        overrides = json.loads(os.environ.get(OVERRIDES_ENV, "{}"))
     return C.load_config(preset, overrides)
 
 
