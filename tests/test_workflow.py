@@ -345,7 +345,8 @@ def test_a_notebook_on_its_own_remakes_outdated_inputs(repo, smoke_run, tmp_path
     (and the FLOP counts) before the table is drawn; the table never mixes the old samples in."""
     assert smoke_run[0].returncode == 0
     out = tmp_path / "table2.ipynb"
-    over = json.dumps({"experiments": {"table2": {"rows": {"cfg": {"recipe": {"preset": "cfg", "omega": 4.0}}}}}})
+    over = json.dumps({"overrides": {"experiments": {"table2": {"rows": {"cfg": {"recipe": {"preset": "cfg",
+                                                                                          "omega": 4.0}}}}}}})
     p = run([sys.executable, "-m", "papermill", "-k", "python3", "--cwd", str(repo / "notebooks"),
              str(repo / "notebooks" / "10_table2.ipynb"), str(out), "-p", "preset", "smoke", "-y", over], repo)
     assert p.returncode == 0, output(p)[-4000:]

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import warnings
 
 from . import config as C
@@ -43,9 +44,14 @@ def in_workflow() -> bool:
 
 
 def _snakemake(args: list[str], preset, overrides: dict | None, cores) -> subprocess.CompletedProcess:
-    config = [f"preset={preset}"] + [f"{k}={json.dumps(v)}" for k, v in (overrides or {}).items()]
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), *args, "--config", *config]
-    return subprocess.run(cmd, cwd=C.repo_root(), capture_output=True, text=True)
+    """``python -m snakemake`` in the repository root; the overrides go in a --configfile (JSON), which
+    keeps their types (``--config`` turns nested numbers into strings)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="sparse_guidance_overrides_") as f:
+        json.dump(overrides or {}, f)
+        f.flush()
+        cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), *args, "--configfile", f.name,
+               "--config", f"preset={preset}"]
+        return subprocess.run(cmd, cwd=C.repo_root(), capture_output=True, text=True)
 
 
 def build(targets: list[str], preset=C.DEFAULT_PRESET, overrides: dict | None = None, *, omit_from: str | None = None,
