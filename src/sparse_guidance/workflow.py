@@ -2,7 +2,7 @@
 inputs when it runs on its own (JupyterLab, papermill by hand).
 
     cfg = setup(preset, overrides)                     # repository root as cwd, validated config
-    build(["results/embedded/metrics/fig6"], preset)   # what snakemake would run for these files first
+    build(["results/embedded/figures/fig6.png"], preset, omit_from="report_figure")   # its inputs first
     jobs(["table2"], "paper")                          # the jobs (rule, wildcards) of a dry run
 
 Under the workflow itself a job's inputs exist and are up to date, and the workflow's lock is held:
