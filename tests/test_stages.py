@@ -13,7 +13,7 @@ import pandas as pd
 
 from sparse_guidance import config as X
 from sparse_guidance import results as R
-from sparse_guidance import stages as P
+from sparse_guidance import evaluation as E, stages as P
 from sparse_guidance import tables as T
 from sparse_guidance.errors import ConfigError
 from sparse_guidance.io import read_json, write_json
@@ -219,10 +219,10 @@ def test_seed_replicates_aggregate_to_mean_and_std():
 def test_results_are_never_combined_with_files_of_other_settings(cfg):
     """results.load checks every file against the digest of the job that made it under this config."""
     prepare(cfg, "routing")
-    P.reference_stats(cfg, progress=False)
+    E.reference_stats(cfg, progress=False)
     for row in ("unguided", "cfg"):
         P.sample_row(cfg, "table2", row, progress=False)
-        P.evaluate_row(cfg, "table2", row, progress=False)
+        E.evaluate_row(cfg, "table2", row, progress=False)
     def two_rows(**cfg_row):  # table2 with its unguided and cfg rows only, no other experiment
         dropped = {e: None for e in cfg["experiments"] if e != "table2"}
         rows = {r: None for r in ("ag", "icg", "sg_flops", "sg_fid")} | ({"cfg": cfg_row} if cfg_row else {})
