@@ -335,7 +335,7 @@ def bars(rows, *, x="label", y="value", yerr=None, group=None, title="", ylabel=
 
 def _to_hwc(img) -> np.ndarray:
     """An image as a uint8 (H, W) or (H, W, 3) array: uint8 HWC / CHW / HW, or float in [-1, 1]
-    (the codec's output, as in report._to_hwc)."""
+    (the codec's output)."""
     if hasattr(img, "detach"):
         img = img.detach().cpu().numpy()
     x = np.asarray(img)
