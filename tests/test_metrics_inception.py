@@ -6,6 +6,7 @@ torch-fidelity. torch-fidelity's own Inception runs with random weights (its rea
 """
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -136,3 +137,26 @@ def test_compat_inception_with_cached_weights_reports_inception_score(tmp_path, 
     assert out["is_mean"] == pytest.approx(inception_score_adm(f["logits"].astype(np.float64), 5000), rel=1e-9)
     assert f["pool"].shape == (4, 2048) and f["spatial"].shape == (4, 2023) and f["logits"].shape == (4, 1008)
     np.testing.assert_allclose(spatial_features(kept["mixed_6"][:, :192]).numpy(), f["spatial"], rtol=1e-6)
+
+
+class _RunsCode:
+    """A pickle that runs a command when unpickled with weights_only=False (what torch-fidelity does)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_compat_weights_that_would_run_code_are_refused_unrun(tmp_path, monkeypatch):
+    """A crafted file where torch-fidelity's weights are cached: ConfigError, and its code never runs."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    ckpt = tmp_path / "torch-home" / "hub" / "checkpoints" / COMPAT_FILE
+    ckpt.parent.mkdir(parents=True)
+    marker = tmp_path / "ran"
+    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(1), "payload": _RunsCode(marker)}, ckpt)
+    for make in (lambda: resolve_extractor("auto", device="cpu"), lambda: CompatInception(ckpt)):
+        with pytest.raises(ConfigError, match=r"(?s)holds objects other than tensors.*posix.system.*refusing"):
+            make()
+    assert not marker.exists()

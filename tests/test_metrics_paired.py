@@ -1,6 +1,7 @@
 """Paired distance (Fig. 7 left): LPIPS where it can run, an honestly named fallback where it cannot."""
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -11,7 +12,7 @@ from metrics_helpers import StubExtractor, images
 from sparse_guidance import ConfigError
 from sparse_guidance.metrics import paired_distance
 from sparse_guidance.metrics.npz import to_rgb_nchw
-from sparse_guidance.metrics.paired import lpips_available, lpips_weights_file
+from sparse_guidance.metrics.paired import load_lpips, lpips_available, lpips_weights_file
 
 QUIET = dict(progress=False)
 
@@ -73,6 +74,39 @@ def test_lpips_is_chosen_where_its_weights_are_cached():
     path.parent.mkdir(parents=True)
     path.write_bytes(b"")
     assert lpips_available("alex")
+
+
+def _cache_alexnet(state) -> None:
+    path = lpips_weights_file("alex")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+
+
+def test_lpips_backbone_is_read_as_tensors_from_the_cache():
+    """load_lpips copies the cached torchvision AlexNet weights into LPIPS's slices, read with
+    weights_only=True; its linear layers are lpips's own packaged ones."""
+    import torchvision
+    torch.manual_seed(3)
+    alex = torchvision.models.alexnet(weights=None).state_dict()
+    _cache_alexnet(alex)
+    model = load_lpips("alex")
+    for k, v in model.net.state_dict().items():  # slice<k>.<features index>.<param>
+        torch.testing.assert_close(v, alex["features." + k.split(".", 1)[1]], rtol=0, atol=0)
+    assert model.lin0.model[1].weight.abs().sum() > 0  # lpips's packaged linear weights
+    _cache_alexnet({"features.0.weight": alex["features.0.weight"]})
+    with pytest.raises(ConfigError, match="is not torchvision's alex backbone"):
+        load_lpips("alex")
+
+
+def test_lpips_backbone_that_would_run_code_is_refused_unrun(tmp_path):
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    _cache_alexnet({"features.0.weight": torch.zeros(1), "payload": RunsCode()})
+    with pytest.raises(ConfigError, match="could run code when loaded; refusing"):
+        load_lpips("alex")
+    assert not (tmp_path / "ran").exists()
 
 
 def test_paired_sets_must_match(pair):

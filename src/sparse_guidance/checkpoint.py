@@ -10,6 +10,8 @@ channels), so build the model with ``learn_sigma=True`` to load them:
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -27,15 +29,26 @@ def save_atomic(obj, path):
 
 
 def read_checkpoint(path) -> dict:
-    """Load a checkpoint file on the CPU; a missing or unreadable file raises ConfigError."""
+    """Load a checkpoint file on the CPU with ``weights_only=True``: tensors and plain containers only,
+    so a file that would run code when unpickled (a crafted pickle) is refused, not run. A missing,
+    unreadable or refused file raises ConfigError."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint {str(path)!r} does not exist; check the path, or train/download it first.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle garbage, ...
+    except pickle.UnpicklingError as e:  # a global that is not a tensor type: possibly code
+        raise ConfigError(f"{str(path)!r} holds objects other than tensors (its pickle names "
+                          f"{_refused_global(e)}), which could run code when loaded; refusing to unpickle it. "
+                          "Use a file from the weights' publisher (or re-save its state dict).") from e
+    except Exception as e:  # truncated zip, garbage, ...
         raise ConfigError(f"checkpoint {str(path)!r} is corrupt or not a torch checkpoint ({type(e).__name__}: {e}); "
                           "delete it and re-create or re-download it.") from e
+
+
+def _refused_global(e: Exception) -> str:
+    found = re.search(r"GLOBAL (\S+)", str(e))  # torch: "Unsupported global: GLOBAL os.system ..."
+    return found.group(1) if found else "an object that weights_only loading does not allow"
 
 
 def extract_state_dict(obj, key: str | None = None) -> dict:

@@ -23,6 +23,7 @@ sFID features are ADM's: the first 7 channels of mixed_6/conv, flattened in TF's
 from __future__ import annotations
 
 import importlib.util
+import io
 import warnings
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, Featu
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
+from ..checkpoint import read_checkpoint
 from ..errors import ConfigError
 from ..io import file_hash
 from .classifier import ClassifierExtractor
@@ -181,9 +183,15 @@ class CompatInception(nn.Module):
     def __init__(self, weights_path):
         super().__init__()
         self.weights_path = Path(weights_path)
+        # torch-fidelity unpickles a weights path with weights_only=False (a crafted file would run
+        # code): read the tensors ourselves (checkpoint.read_checkpoint refuses anything else) and
+        # hand torch-fidelity those, re-serialised in memory.
+        state = io.BytesIO()
+        torch.save(read_checkpoint(self.weights_path), state)
+        state.seek(0)
         try:
             self.fe = FeatureExtractorInceptionV3(COMPAT_NAME, ["2048", "logits_unbiased"],
-                                                  feature_extractor_weights_path=str(self.weights_path))
+                                                  feature_extractor_weights_path=state)
         except Exception as e:
             raise ConfigError(f"cannot load torch-fidelity Inception weights {str(weights_path)!r} "
                               f"({type(e).__name__}: {e}); re-download {URL_INCEPTION_V3}.") from e

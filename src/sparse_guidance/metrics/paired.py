@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import read_checkpoint
 from ..errors import ConfigError
 from .features import features_of, resolve_n
 from .inception import resolve_extractor
@@ -44,15 +45,28 @@ def lpips_available(net: str = "alex") -> bool:
 
 
 def load_lpips(net: str = "alex", device=None):
-    """The pretrained LPIPS model; ConfigError where its backbone weights are not cached (offline)."""
+    """The pretrained LPIPS model; ConfigError where its backbone weights are not cached (offline).
+
+    The backbone's cached torchvision weights are read here with weights_only=True (torchvision would
+    unpickle them with weights_only=False, so a crafted file in the cache would run code) and copied
+    into LPIPS's slices, whose modules keep the backbone's ``features`` indices as names."""
     if not lpips_available(net):
         raise ConfigError(f"LPIPS ({net}) needs torchvision's ImageNet weights at {lpips_weights_file(net)}, "
                           "which download at run time; put them there, or use distance='inception_pool3_cosine'.")
     import lpips
 
-    with warnings.catch_warnings():  # lpips passes torchvision the deprecated pretrained=True
+    backbone = read_checkpoint(lpips_weights_file(net))
+    with warnings.catch_warnings():  # lpips passes torchvision the deprecated pretrained= argument
         warnings.simplefilter("ignore")
-        return lpips.LPIPS(net=net, verbose=False).to(device or "cpu").eval()
+        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)  # the backbone's weights: below
+    own = model.net.state_dict()  # slice<k>.<features index>.<param>
+    wanted = {k: "features." + k.split(".", 1)[1] for k in own}
+    missing = sorted(v for v in wanted.values() if v not in backbone)
+    if missing:
+        raise ConfigError(f"{lpips_weights_file(net)} is not torchvision's {net} backbone: it lacks {missing[:4]}; "
+                          "delete it so that it downloads again.")
+    model.net.load_state_dict({k: backbone[v] for k, v in wanted.items()})
+    return model.to(device or "cpu").eval()
 
 
 def _info(images, what: str):
