@@ -211,3 +211,37 @@ def test_gamma_on_dense_model_through_sampler():
 def test_inputs_helper_consistency():
     x, t, y = inputs(n=2)
     assert x.shape == (2, 4, 8, 8) and t.shape == (2,) and y.max() < NUM_CLASSES
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs that would give a wrong result without a word
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_guidance_scale_or_gamma_is_refused(toy, bad):
+    noise, y = noise_and_labels(n=2)
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        sample(toy, {"preset": "cfg", "omega": bad}, noise, y, steps=2)
+    with pytest.raises(ConfigError, match="weak.gamma=.* is not a finite number"):
+        sample(toy, {"preset": "sg", "gamma_weak": bad}, noise, y, steps=2)
+    import dataclasses  # a Recipe built directly passes the same checks
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        sample(toy, dataclasses.replace(resolve_recipe("cfg"), omega=bad), noise, y, steps=2)
+    assert not toy.calls
+
+
+def test_non_finite_noise_is_refused(toy):
+    noise, y = noise_and_labels(n=2)
+    noise[1, 0, 3, 3] = float("nan")
+    with pytest.raises(ConfigError, match="noise holds NaN"):
+        sample(toy, "cfg", noise, y, steps=2)
+
+
+@pytest.mark.parametrize("label", [NUM_CLASSES, -1])
+def test_labels_outside_the_classes_are_refused(toy, label):
+    """y = K would silently be the unconditional sample (row K of the table is ∅); y = -1 an IndexError."""
+    noise, y = noise_and_labels(n=3)
+    y[1] = label
+    with pytest.raises(ConfigError, match=rf"class labels must lie in 0..{NUM_CLASSES - 1}; got"):
+        sample(toy, "cfg", noise, y, steps=2)
+    assert not toy.calls

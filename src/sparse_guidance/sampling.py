@@ -58,6 +58,16 @@ def guided_velocity(models, recipe: Recipe, x, t, conds, step: int, num_steps: i
     return combine(v_strong, v_weak, recipe.omega)
 
 
+def check_inputs(noise: torch.Tensor, y: torch.Tensor, num_classes: int):
+    """Finite noise, and class labels in 0..K-1 (row K of the label table is ∅, which a branch asks
+    for with cond: null, never through the label); ConfigError otherwise."""
+    if not torch.isfinite(noise).all():
+        raise ConfigError("the initial noise holds NaN or ∞; sampling from it would give NaN images.")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ConfigError(f"class labels must lie in 0..{num_classes - 1}; got {int(y.min())}..{int(y.max())} "
+                          f"(label {num_classes} is the null class ∅: use a recipe branch with cond: null).")
+
+
 @torch.no_grad()
 def sample(models, recipe, noise, y, *, steps: int = 40, solver: str = "euler",
            generator: torch.Generator | None = None, progress: bool = False):
@@ -77,6 +87,7 @@ def sample(models, recipe, noise, y, *, steps: int = 40, solver: str = "euler",
         raise ConfigError(f"recipe {recipe.name!r} uses model(s) {sorted(missing)} but only "
                           f"{sorted(models)} were given; pass models={{'main': ..., 'aux': ...}}.")
     embedder = models[recipe.strong.model].cond_embedder
+    check_inputs(noise, y, embedder.num_classes)
     conds = resolve_conditions(recipe, embedder, y, generator)
     ts = torch.linspace(0.0, 1.0, steps + 1, device=noise.device)
     x = noise

@@ -8,6 +8,8 @@ reproducible.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..errors import ConfigError
@@ -19,6 +21,8 @@ def check_gamma(gamma: float, name: str = "gamma") -> float:
         g = float(gamma)
     except (TypeError, ValueError):
         raise ConfigError(f"{name}={gamma!r} is not a number; a sparsity rate is a float in [0, 1).")
+    if not math.isfinite(g):
+        raise ConfigError(f"{name}={gamma!r} is not a finite number; a sparsity rate is a float in [0, 1).")
     if not 0.0 <= g < 1.0:
         raise ConfigError(f"{name}={gamma!r} is outside [0, 1); γ is the fraction of tokens removed, "
                           "so 0 means dense and values must stay below 1.")
