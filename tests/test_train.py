@@ -109,3 +109,43 @@ def test_bad_training_config():
         TrainConfig.from_dict({"gamma": 1.0})
     with pytest.raises(ConfigError, match="batch_size"):
         TrainConfig.from_dict({"batch_size": 0})
+
+
+class NaNAfter:
+    """Latents that turn NaN once ``after`` items have been served (a corrupt shard half-way through)."""
+
+    def __init__(self, data, after):
+        self.data, self.after, self.served = data, after, 0
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        self.served += 1
+        x, y = self.data[i]
+        return (torch.full_like(x, float("nan")) if self.served > self.after else x), y
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    """NaN latents from step 6 on: the run stops at the next check (step 6, a log step) naming the step;
+    last.pt stays the finite step-4 checkpoint, and nothing NaN is written."""
+    with pytest.raises(ConfigError, match=r"loss is NaN or infinite at step 6; the last good checkpoint"):
+        train(make_model(), NaNAfter(dataset(), after=5 * 8), CFG, tmp_path / "run", progress=False)
+    ck = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert ck["step"] == 4
+    assert all(torch.isfinite(v).all() for part in ("model", "ema") for v in ck[part].values())
+    log = (tmp_path / "run" / "log.csv").read_text()
+    assert "nan" not in log.lower() and log.splitlines()[-1].startswith("4,")
+
+
+def test_resuming_under_other_options_is_refused(tmp_path):
+    """last.pt trained with one seed, lr or batch size is not continued under another (it used to return
+    the first run's weights); the options that may grow (steps, save_steps, ...) still resume."""
+    train(make_model(), dataset(), {**CFG, "steps": 4}, tmp_path / "run", progress=False)
+    for change in ({"seed": 1}, {"lr": 2e-3}, {"batch_size": 16}, {"betas": (0.5, 0.999)}):
+        with pytest.raises(ConfigError, match=rf"trained with other options \({next(iter(change))}: .*"
+                                              r"only steps, save_steps, ckpt_every, log_every may change"):
+            train(make_model(), dataset(), {**CFG, **change}, tmp_path / "run", progress=False)
+    _, ema = train(make_model(), dataset(), {**CFG, "save_steps": [6], "log_every": 3}, tmp_path / "run",
+                   progress=False)
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == CFG["steps"]

@@ -53,8 +53,6 @@ RESOURCE_RULES = ("default", "prepare_data", "encode_latents", "reference_stats"
                   "finetune", "sample", "evaluate", "flops", "report")
 RESOURCE_KEYS = {"threads": 1, "gpu": 0, "mem_mb": 4000, "runtime": 60}
 DECODER_KEYS = {"depth": "decoder_depth", "width": "decoder_width", "heads": "decoder_heads"}
-# Training options that may change while a run keeps its state (everything else needs a fresh run).
-RESUMABLE_TRAIN_KEYS = ("steps", "save_steps", "ckpt_every", "log_every")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import copy
 
-from .config import RESUMABLE_TRAIN_KEYS, distance_reference, source_row
+from .config import distance_reference, source_row
 from .io import digest
+from .train import RESUMABLE_KEYS
 
 
 class Layout:
@@ -117,7 +118,7 @@ def resume_key(cfg: dict, run: str) -> dict:
     """What a run's training state depends on: everything but the options that may grow (steps, ...)."""
     r = copy.deepcopy(cfg["runs"][run])
     r.pop("label", None)
-    for k in RESUMABLE_TRAIN_KEYS:
+    for k in RESUMABLE_KEYS:
         r["train"].pop(k, None)
     data = {k: cfg["data"][k] for k in ("dataset", "train_split", "train_limit", "image_size", "codec")}
     data["encode"] = {k: cfg["data"]["encode"][k] for k in ("flip", "dtype", "seed")}

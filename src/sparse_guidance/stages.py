@@ -31,7 +31,7 @@ from .guidance import resolve_recipe
 from .io import atomic_open, copy_file, publish, read_json, save_npz, write_json
 from .layout import Layout, job_digest, resume_key, train_outputs
 from .sampling import sample
-from .train import TrainConfig, checkpoint_path, rank_world, train
+from .train import RESUMABLE_KEYS, TrainConfig, checkpoint_path, rank_world, train
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def _check_state(cfg: dict, run: str, state: Path, tc):
     key_file = state / "resume_key.json"
     if key_file.exists() and json.loads(key_file.read_text()) != json.loads(json.dumps(resume_key(cfg, run))):
         raise ConfigError(f"run {run!r}: its training state in {str(state)!r} was trained with other settings "
-                          f"(model, optimiser or data changed; only {', '.join(C.RESUMABLE_TRAIN_KEYS)} may change "
+                          f"(model, optimiser or data changed; only {', '.join(RESUMABLE_KEYS)} may change "
                           f"while a run continues). To start over, {fix}")
     step = int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["step"])
     if step > tc.steps:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,40 @@ class TrainConfig:
         return cfg
 
 
+# Options that may change while a run keeps its state (a longer run, other snapshots or log
+# intervals); any other difference from the stored config needs a fresh run.
+RESUMABLE_KEYS = ("steps", "save_steps", "ckpt_every", "log_every")
+
+
+def _check_resume(stored: dict | None, cfg: TrainConfig, last: Path):
+    """Refuse to continue last.pt under other training options than it was trained with."""
+    if stored is None:  # a checkpoint written before the config was stored
+        return
+    now = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    stored = json.loads(json.dumps(stored))
+    diff = sorted(k for k in set(now) | set(stored) if k not in RESUMABLE_KEYS and now.get(k) != stored.get(k))
+    if diff:
+        changes = ", ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        raise ConfigError(f"{str(last)!r} was trained with other options ({changes}); only "
+                          f"{', '.join(RESUMABLE_KEYS)} may change while a run continues. Delete "
+                          f"{str(last.parent)!r} to start over, or train into another folder.")
+
+
+def _check_finite(first_bad: torch.Tensor, world: int, last: Path):
+    """Raise (on every rank alike) if the loss was NaN or ∞ at some step so far: before anything is
+    written, so last.pt keeps the last good weights. ``first_bad`` holds that step, or a sentinel."""
+    if world > 1:
+        dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
+    step = int(first_bad)
+    if step < _NO_BAD_STEP:
+        kept = f"the last good checkpoint, {str(last)!r}, is kept" if last.exists() else "no checkpoint was written"
+        raise ConfigError(f"the training loss is NaN or infinite at step {step}; {kept}. Check the latents for "
+                          "NaN, lower train.lr or set train.grad_clip, then rerun.")
+
+
+_NO_BAD_STEP = 2**62
+
+
 def rank_world():
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -107,6 +142,7 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
     last = out_dir / "last.pt"
     if last.exists():
         ck = read_checkpoint(last)
+        _check_resume(ck.get("config"), cfg, last)
         load_weights(model, ck, "model")
         opt.load_state_dict(ck["opt"])
         start = int(ck["step"])
@@ -131,6 +167,7 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training",
                disable=not progress or rank != 0)
     t_last, n_last = time.perf_counter(), 0
+    first_bad = torch.tensor(_NO_BAD_STEP, device=device)  # the first step with a non-finite loss
     for step in bar:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.randint(0, n_data, (cfg.batch_size,), generator=gen)
@@ -152,6 +189,11 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
         ema_update(ema, model, cfg.ema_decay)
         done = step + 1
         n_last += cfg.batch_size
+        # no host sync per step: the check reads the flag only where something is about to be written
+        first_bad = torch.where(torch.isfinite(loss.detach()) | (first_bad < _NO_BAD_STEP), first_bad,
+                                torch.full_like(first_bad, done))
+        if done % cfg.log_every == 0 or done in cfg.save_steps or done % cfg.ckpt_every == 0 or done == cfg.steps:
+            _check_finite(first_bad, world, last)
         if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
             now = time.perf_counter()
             _append_log(log_path, done, loss.item(), n_last / (now - t_last), opt.param_groups[0]["lr"])
