@@ -15,6 +15,7 @@ from sparse_guidance import config as X
 from sparse_guidance import results as R
 from sparse_guidance import evaluation as E, stages as P
 from sparse_guidance import tables as T
+from sparse_guidance.checkpoint import read_checkpoint
 from sparse_guidance.errors import ConfigError
 from sparse_guidance.io import read_json, write_json
 from sparse_guidance.layout import Layout
@@ -186,6 +187,21 @@ def test_sample_sets_resume_and_carry_labels(cfg, monkeypatch):
     (parts / "key.txt").write_text("other")
     (parts / "000000.npz").write_bytes(b"junk")
     assert P.sample_row(cfg, "table2", "cfg", progress=False)["batches_resumed"] == 0
+
+    # parts drawn from other weights are not reused: a killed job, then the checkpoint is replaced
+    # (a retrain) and the job rerun under the same settings
+    calls.clear()
+    monkeypatch.setattr(P, "sample", dies_on_third)
+    Path(layout.samples("table2", "cfg")).unlink()
+    with pytest.raises(KeyboardInterrupt):
+        P.sample_row(cfg, "table2", "cfg", progress=False)
+    ck = read_checkpoint(layout.checkpoint("routing"))
+    ck["ema"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ck["ema"].items()}
+    torch.save(ck, layout.checkpoint("routing"))
+    monkeypatch.setattr(P, "sample", real)
+    assert P.sample_row(cfg, "table2", "cfg", progress=False)["batches_resumed"] == 0
+    with np.load(layout.samples("table2", "cfg")) as z:
+        assert not np.array_equal(z["arr_0"], full)  # all of it from the new weights
 
 
 @fashion

@@ -28,7 +28,7 @@ from .data.fashion_mnist import find_fashion_mnist
 from .errors import ConfigError
 from .flops import FlopCounter, recipe_gflops
 from .guidance import resolve_recipe
-from .io import atomic_open, copy_file, publish, read_json, save_npz, write_json
+from .io import atomic_open, copy_file, digest, file_hash, publish, read_json, save_npz, write_json
 from .layout import Layout, job_digest, resume_key, train_outputs
 from .sampling import sample
 from .train import RESUMABLE_KEYS, TrainConfig, checkpoint_path, rank_world, train
@@ -251,15 +251,20 @@ def sample_labels(cfg: dict, start: int, stop: int, seed: int | None = None, lab
     return torch.randint(0, k, (stop,), generator=g)[start:stop]
 
 
-def row_models(cfg: dict, spec: dict, device) -> dict:
-    """The networks a row's recipe uses: 'main' (its run at its step, the final weights by default)
-    and, with aux:, 'aux' (a snapshot)."""
+def row_checkpoints(cfg: dict, spec: dict) -> dict:
+    """The checkpoint files of a row's networks: 'main' (its run at its step, the final weights by
+    default) and, with aux:, 'aux' (a snapshot)."""
     layout = Layout(cfg)
-    models = {"main": load_run_model(cfg, spec["run"], layout.weights(spec["run"], spec.get("step")), device)}
+    files = {"main": layout.weights(spec["run"], spec.get("step"))}
     if spec.get("aux"):
-        a = spec["aux"]
-        models["aux"] = load_run_model(cfg, a["run"], layout.snapshot(a["run"], a["step"]), device)
-    return models
+        files["aux"] = layout.snapshot(spec["aux"]["run"], spec["aux"]["step"])
+    return files
+
+
+def row_models(cfg: dict, spec: dict, device) -> dict:
+    """The networks a row's recipe uses, by name (row_checkpoints), with their EMA weights."""
+    runs = {"main": spec["run"], "aux": (spec.get("aux") or {}).get("run")}
+    return {name: load_run_model(cfg, runs[name], path, device) for name, path in row_checkpoints(cfg, spec).items()}
 
 
 def _parts_dir(npz_path) -> Path:
@@ -285,11 +290,15 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
     n, bs = s["num_samples"], s["batch_size"]
     parts = _parts_dir(layout.samples(experiment, row))
     key = job_digest(cfg, "sample", experiment=experiment, row=row)
+    # finished batches are reused only if made from these very inputs: the settings, the data they
+    # were trained on and the bytes of each checkpoint (a retrained or replaced one starts over)
+    parts_key = digest({"job": key, "data": cfg["data"],
+                        "checkpoints": {k: file_hash(p) for k, p in row_checkpoints(cfg, spec).items()}})
     key_file = parts / "key.txt"
-    if parts.exists() and (not key_file.exists() or key_file.read_text() != key):
-        shutil.rmtree(parts)  # parts of another setting: start over
+    if parts.exists() and (not key_file.exists() or key_file.read_text() != parts_key):
+        shutil.rmtree(parts)  # parts of another setting or other weights: start over
     parts.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(key)
+    key_file.write_text(parts_key)
     resumed = 0
     for b, start in enumerate(tqdm(range(0, n, bs), desc=f"sampling {experiment}/{row}", disable=not progress)):
         part = parts / f"{b:06d}.npz"
