@@ -8,7 +8,7 @@ import torch
 
 from conftest import inputs, tiny
 from sparse_guidance import ConfigError
-from sparse_guidance.checkpoint import load_weights, read_checkpoint, save_atomic
+from sparse_guidance.checkpoint import DIGEST_KEY, load_weights, read_checkpoint, save_atomic
 from sparse_guidance.models import build_model
 
 # A small config, with shapes below computed independently of the package.
@@ -242,3 +242,21 @@ def test_save_atomic_failure_keeps_old_file_and_no_temp(tmp_path):
         save_atomic({"a": Unpicklable()}, target)
     assert sorted(os.listdir(tmp_path)) == ["ckpt.pt"]
     assert torch.equal(read_checkpoint(target)["a"], torch.ones(2))
+
+
+def test_a_checkpoint_with_flipped_bytes_is_refused(tmp_path):
+    """64 flipped bytes inside a tensor still unpickle; the checksum save_atomic stored catches them."""
+    target = tmp_path / "ckpt.pt"
+    marker = torch.full((4096,), 1.2345)
+    save_atomic({"ema": {"w": marker}, "step": 3}, target)
+    assert read_checkpoint(target)["step"] == 3 and DIGEST_KEY not in read_checkpoint(target)
+    data = bytearray(target.read_bytes())
+    at = data.find(marker[:16].numpy().tobytes())
+    assert at > 0
+    data[at + 128:at + 192] = bytes(b ^ 0xFF for b in data[at + 128:at + 192])
+    target.write_bytes(bytes(data))
+    assert torch.load(target, weights_only=True)["step"] == 3  # torch itself loads it without a word
+    with pytest.raises(ConfigError, match="is corrupt: its contents do not match the checksum"):
+        read_checkpoint(target)
+    with pytest.raises(ConfigError, match="is corrupt"):
+        load_weights(model(), target)

@@ -105,9 +105,9 @@ def test_damaged_shard_is_detected_and_re_encoded(vae, tmp_path):
     data = bytearray(shard.read_bytes())
     data[-7] ^= 0xFF  # same size, different bytes
     shard.write_bytes(bytes(data))
-    LatentDataset(out)  # the cheap check (sizes, shapes) does not read the data...
+    LatentDataset(out, verify="size")  # the cheap check (sizes, shapes) does not read the data...
     with pytest.raises(ConfigError, match=rf"shard 1 in '{re.escape(str(out))}'.*corrupt"):
-        LatentDataset(out, verify="sha256")  # ...the full check does
+        LatentDataset(out)  # ...the default, full check (as a job opens its inputs) does
     codec = Counting(vae)
     assert encode(out, codec).encoded == [1] and codec.calls == 3
     assert files(out) == files(tmp_path / "ref")
@@ -189,3 +189,16 @@ def test_whole_fashion_mnist_test_split_encodes(fmnist_test, tmp_path):
     assert np.array_equal(ds.labels, fmnist_test.labels.numpy())
     z = torch.from_numpy(np.concatenate([np.load(tmp_path / f"shard-0000{k}.npy") for k in range(3)]))
     assert abs(z.mean().item()) < 0.05 and 0.93 < z.std().item() < 1.07
+
+
+class OffByOne(Images):
+    """Labels 0..3 although the dataset names 3 classes: label 3 would train as the null class ∅."""
+
+    def __getitem__(self, i):
+        return self.x[i], i % 4
+
+
+def test_labels_outside_the_manifest_classes_are_refused(vae, tmp_path):
+    encode(tmp_path, Counting(vae), dataset=OffByOne())
+    with pytest.raises(ConfigError, match=r"labels span 0..3, not the classes 0..2 .*null class"):
+        LatentDataset(tmp_path)

@@ -9,6 +9,7 @@ channels), so build the model with ``learn_sigma=True`` to load them:
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -22,8 +23,37 @@ from .errors import ConfigError
 STATE_KEYS = ("ema", "model", "state_dict")
 
 
+DIGEST_KEY = "tensor_sha256"  # what save_atomic adds to a checkpoint dict and read_checkpoint checks
+
+
+def tensor_digest(obj) -> str:
+    """SHA-256 over a (nested) checkpoint's contents: every tensor's name, dtype, shape and bytes, and
+    every other leaf's repr, mappings in sorted key order. Flipped bytes that still unpickle change it."""
+    h = hashlib.sha256()
+
+    def walk(x, name: str):
+        if torch.is_tensor(x):
+            t = x.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{name}|{t.dtype}|{tuple(x.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy())
+        elif isinstance(x, dict):
+            for k in sorted(x, key=str):
+                walk(x[k], f"{name}/{k}")
+        elif isinstance(x, (list, tuple)):
+            for i, v in enumerate(x):
+                walk(v, f"{name}/{i}")
+        else:
+            h.update(f"{name}|{x!r}|".encode())
+
+    walk(obj, "")
+    return h.hexdigest()
+
+
 def save_atomic(obj, path):
-    """torch.save to a temporary file in the same folder, then rename: a kill never leaves half a file."""
+    """torch.save to a temporary file in the same folder, then rename: a kill never leaves half a file.
+    A dict is saved with its tensor_digest under DIGEST_KEY, which read_checkpoint verifies."""
+    if isinstance(obj, dict):
+        obj = {**obj, DIGEST_KEY: tensor_digest(obj)}
     with atomic_open(path) as f:
         torch.save(obj, f)
 
@@ -36,7 +66,7 @@ def read_checkpoint(path) -> dict:
     if not path.is_file():
         raise ConfigError(f"checkpoint {str(path)!r} does not exist; check the path, or train/download it first.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:  # a global that is not a tensor type: possibly code
         raise ConfigError(f"{str(path)!r} holds objects other than tensors (its pickle names "
                           f"{_refused_global(e)}), which could run code when loaded; refusing to unpickle it. "
@@ -44,6 +74,13 @@ def read_checkpoint(path) -> dict:
     except Exception as e:  # truncated zip, garbage, ...
         raise ConfigError(f"checkpoint {str(path)!r} is corrupt or not a torch checkpoint ({type(e).__name__}: {e}); "
                           "delete it and re-create or re-download it.") from e
+    if isinstance(obj, dict) and DIGEST_KEY in obj:  # one of ours (save_atomic): check its contents
+        stored = obj.pop(DIGEST_KEY)
+        if tensor_digest(obj) != stored:
+            raise ConfigError(f"checkpoint {str(path)!r} is corrupt: its contents do not match the checksum stored "
+                              "when it was written; delete it and re-create it (a training rerun resumes from the "
+                              "previous good checkpoint, or starts over).")
+    return obj
 
 
 def _refused_global(e: Exception) -> str:

@@ -155,6 +155,9 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
         raise ConfigError(f"latents in {layout.latents_dir!r} have shape {dataset.latent_shape}; model "
                           f"{cfg['model']['name']} expects ({cfg['model']['in_channels']}, "
                           f"{cfg['model']['input_size']}, {cfg['model']['input_size']}). Re-encode them.")
+    if dataset.num_classes != cfg["model"]["num_classes"]:
+        raise ConfigError(f"latents in {layout.latents_dir!r} have {dataset.num_classes} classes; model "
+                          f"{cfg['model']['name']} has model.num_classes={cfg['model']['num_classes']}. Re-encode them.")
     with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, not from the process's RNG
         torch.manual_seed(2**62 + tc.seed)    # (apart from the per-step seeds seed * 1_000_003 + step)
         model = C.build_run_model(cfg, run)

@@ -226,12 +226,14 @@ class LatentDataset(torch.utils.data.Dataset):
     """Memory-mapped latent shards written by encode_dataset: item i -> (latent (C, h, w) float32, label).
 
     The folder must hold a complete encoding: ConfigError naming it if the manifest is missing, the
-    encoding is unfinished, or a shard is missing or damaged. verify="size" checks every shard's byte
-    size, array shape and dtype (cheap); verify="sha256" also re-hashes every file (reads everything).
+    encoding is unfinished, a shard is missing or damaged, or a label is not a class 0..K-1.
+    verify="sha256" (the default: once per process, as a job opens its inputs) re-hashes every file
+    against the manifest's SHA-256 (it reads everything once); verify="size" checks only each shard's
+    byte size, array shape and dtype.
     Attributes: manifest, labels (N,) int64, latent_shape, num_classes, scale_factor, codec.
     """
 
-    def __init__(self, out_dir: str | Path, verify: str = "size"):
+    def __init__(self, out_dir: str | Path, verify: str = "sha256"):
         if verify not in VERIFY:
             raise ConfigError(f"unknown verify {verify!r}; choose one of {VERIFY}.")
         self.out_dir = Path(out_dir)
@@ -253,6 +255,10 @@ class LatentDataset(torch.utils.data.Dataset):
         if len(self.labels) != manifest["count"]:
             raise ConfigError(f"latent folder {str(self.out_dir)!r}: shards hold {len(self.labels)} items, the "
                               f"manifest says {manifest['count']}; re-encode it.")
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
+            raise ConfigError(f"latent folder {str(self.out_dir)!r}: labels span {self.labels.min()}..{self.labels.max()}, "
+                              f"not the classes 0..{self.num_classes - 1} of its manifest (label {self.num_classes} "
+                              "would train as the null class); re-encode it.")
         self._paths = [self.out_dir / s["latents"] for s in shards]
         self._ends = np.cumsum([s["count"] for s in shards]).tolist()
         self._arrays: dict[int, np.ndarray] = {}
