@@ -53,13 +53,13 @@ else:
 # threads = the job's threads; SPARSE_GUIDANCE_JOB tells the notebook that its inputs are already
 # built (workflow.build). The --config overrides reach it through the environment (workflow.setup),
 # not the command: Snakemake reruns a job when its command changes, and an override should rerun
-# only the jobs whose configuration digest (params.digest) it changes. The executed copy and the
-# text log go under log:.
+# only the jobs whose configuration digest (params.digest) it changes (for the same reason the
+# preset is written one way, C.canonical_preset). The executed copy and the text log go under log:.
 os.environ[OVERRIDES_ENV] = json.dumps(OVERRIDES)
 NOTEBOOK = " ".join([
     "SPARSE_GUIDANCE_JOB=1 OMP_NUM_THREADS={threads}", PAPERMILL_BIN,
     "-k python3 --cwd . --log-output {input.notebook:q} {log.notebook:q}",
-    f"-p preset {shlex.quote(PRESET)}", "-y {params.ids:q} > {log.txt:q} 2>&1"])
+    f"-p preset {shlex.quote(C.canonical_preset(PRESET))}", "-y {params.ids:q} > {log.txt:q} 2>&1"])
 CONDA_ENV = "envs/sparse-guidance.yaml"  # used only with --sdm conda
 
 wildcard_constraints:

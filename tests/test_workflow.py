@@ -340,6 +340,33 @@ def test_editing_one_figure_entry_reruns_only_that_figure(repo, smoke_run, tmp_p
                                   [("flops", "experiment=fig6"), ("report_figure", "experiment=fig6")]), p.stdout[-3000:]
 
 
+def test_an_override_that_changes_nothing_reruns_nothing(repo, smoke_run, tmp_path):
+    """The preset named by its path (relative or absolute), a --configfile that repeats defaults and a
+    site file of resources: Snakemake plans no job (each job's command and digest are unchanged)."""
+    assert smoke_run[0].returncode == 0
+    (tmp_path / "same.yaml").write_text("sampling: {steps: 8, solver: euler}\nmetrics: {n: 16}\n")
+    (tmp_path / "site.yaml").write_text("resources: {sample: {mem_mb: 3000, runtime: 30}}\n")
+    for args in (["--config", "preset=workflow/config/smoke.yaml"],
+                 ["--config", f"preset={repo / 'workflow' / 'config' / 'smoke.yaml'}"],
+                 ["--configfile", str(tmp_path / "same.yaml"), "--config", "preset=smoke"],
+                 ["--configfile", str(tmp_path / "site.yaml"), "--config", "preset=smoke"]):
+        p = snakemake(repo, "-n", "all", *args)
+        assert p.returncode == 0 and "Nothing to be done" in output(p), (args, output(p)[-3000:])
+
+
+def test_small_float_overrides_reach_a_job_losslessly(repo, smoke_run, tmp_path):
+    """lr: 1.0e-5 (which YAML 1.1 reads as a string) reaches the training job as the float it is."""
+    assert smoke_run[0].returncode == 0
+    (tmp_path / "lr.yaml").write_text("runs: {dense_lr: {sparsity: none, train: {steps: 2, batch_size: 4, "
+                                      "lr: 1.0e-5, ckpt_every: 2, log_every: 1}}}\n")
+    p = snakemake(repo, "results/smoke/runs/dense_lr/last.pt", "--configfile", str(tmp_path / "lr.yaml"),
+                  "--config", "preset=smoke")
+    assert p.returncode == 0, output(p)[-3000:]
+    import torch
+    stored = torch.load(repo / "results/smoke/runs/dense_lr/state/last.pt", weights_only=True)["config"]
+    assert stored["lr"] == 1e-5 and isinstance(stored["lr"], float)
+
+
 def test_a_notebook_on_its_own_remakes_outdated_inputs(repo, smoke_run, tmp_path):
     """Table 2's notebook with the CFG row at another ω: Snakemake remakes that row's samples and metrics
     (and the FLOP counts) before the table is drawn; the table never mixes the old samples in."""

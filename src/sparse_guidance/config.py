@@ -108,6 +108,14 @@ def preset_path(preset: str | Path) -> Path:
     return path
 
 
+def canonical_preset(preset: str | Path) -> str:
+    """One spelling per preset file: the name of a file in workflow/config/ (``smoke`` for
+    ``workflow/config/smoke.yaml`` or its absolute path), else the file's absolute path. The jobs'
+    commands carry it, so that naming a preset another way reruns nothing."""
+    path = preset_path(preset).resolve()
+    return path.stem if path.parent == presets_dir().resolve() else str(path)
+
+
 def read_yaml(path) -> dict:
     try:
         with open(path) as f:
