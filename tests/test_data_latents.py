@@ -202,3 +202,12 @@ def test_labels_outside_the_manifest_classes_are_refused(vae, tmp_path):
     encode(tmp_path, Counting(vae), dataset=OffByOne())
     with pytest.raises(ConfigError, match=r"labels span 0..3, not the classes 0..2 .*null class"):
         LatentDataset(tmp_path)
+
+
+def test_a_manifest_missing_a_key_is_named(vae, tmp_path):
+    encode(tmp_path, Counting(vae))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["latent_shape"], manifest["shards"][2]["sha256"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=r"lacks latent_shape, shards\[2\].sha256; .*re-encode"):
+        LatentDataset(tmp_path)

@@ -170,6 +170,20 @@ def test_runs_and_training_are_checked():
     bad({"experiments": {"table2": {"baseline": "nope"}}}, "experiments.table2.baseline='nope'")
 
 
+def test_clear_messages_for_what_used_to_pass_or_fail_late(tmp_path):
+    """Options that were accepted (and trained or plotted wrongly) or failed mid-job: refused when the
+    config is validated, each message naming the entry and what it must be."""
+    bad({"runs": {"dense": {"train": {"ema_decay": 1.0}}}}, "runs.dense.train.ema_decay=1.0 must be < 1")
+    bad({"runs": {"dense": {"train": {"class_dropout": 1.0}}}}, "runs.dense.train.class_dropout=1.0 must be < 1")
+    bad({"runs": {"dense": {"train": {"betas": [0.9, 1.5]}}}}, "runs.dense.train.betas[1]=1.5 must be < 1")
+    bad({"experiments": {"fig4": {"seeds": [0, 0]}}}, "experiments.fig4.seeds=[0, 0]", "distinct")
+    bad({"experiments": {"fig4": {"plot": {"colour": "red"}}}}, "experiments.fig4.plot.colour",
+        "takes classes, clip, metric, ncols")
+    bad({"sampling": {"steps": "8"}}, "sampling.steps='8' must be an integer", "nested values of --config", "--configfile")
+    (tmp_path / "file").write_text("")
+    bad({"results_dir": str(tmp_path / "file" / "results")}, "cannot be a folder", f"{tmp_path / 'file'}' is a file")
+
+
 def test_data_model_and_metrics_agree():
     bad({"model": {"input_size": 32}}, "model.input_size=32", "space-to-depth")
     bad({"model": {"in_channels": 3}}, "model.in_channels=3")

@@ -109,6 +109,16 @@ def test_bad_training_config():
         TrainConfig.from_dict({"gamma": 1.0})
     with pytest.raises(ConfigError, match="batch_size"):
         TrainConfig.from_dict({"batch_size": 0})
+    for bad, needle in [({"lr": "1e-4"}, "train.lr='1e-4' must be a number >= 0"), ({"lr": -1e-4}, "train.lr=-0.0001"),
+                        ({"ckpt_every": 0}, "train.ckpt_every=0 must be an integer >= 1"),
+                        ({"log_every": 0}, "train.log_every=0"), ({"betas": (0.9,)}, "train.betas=(0.9,) must be two"),
+                        ({"ema_decay": 1.0}, "train.ema_decay=1.0 must be a number in [0, 1)"),
+                        ({"class_dropout": 1.5}, "train.class_dropout=1.5"),
+                        ({"warmup_steps": -1}, "train.warmup_steps=-1 must be a number >= 0"),
+                        ({"lr": float("nan")}, "train.lr=nan")]:
+        with pytest.raises(ConfigError) as e:
+            TrainConfig.from_dict(bad)
+        assert needle in str(e.value), (bad, str(e.value))
 
 
 class NaNAfter:

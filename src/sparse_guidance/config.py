@@ -516,6 +516,10 @@ def validate(cfg: dict) -> dict:
     if cfg["results_dir"] is None:
         cfg["results_dir"] = f"results/{cfg['name']}"
     cfg["results_dir"] = cfg["results_dir"].rstrip("/") or "/"
+    blocker = next((p for p in (Path(cfg["results_dir"]), *Path(cfg["results_dir"]).parents) if p.is_file()), None)
+    if blocker is not None:
+        raise ConfigError(f"results_dir={cfg['results_dir']!r} cannot be a folder: {str(blocker)!r} is a file; "
+                          "choose another results_dir.")
     _check_data(cfg["data"])
     _check_model(cfg["model"], cfg["data"])
     _check_runs(cfg)

@@ -78,7 +78,19 @@ def message(error, prefix: str = "") -> str:
         return f"{where}={v!r} must be {op} {arg}."
     if kind == "not":
         return f"{where}: {_must_be(error)}."
-    return f"{where or 'the config'}={v!r} must be {_must_be(error)}."
+    text = f"{where or 'the config'}={v!r} must be {_must_be(error)}."
+    if kind == "type" and isinstance(v, str) and _is_number(v):  # snakemake --config key={a: {b: 3}}
+        text += (" (A number arrived as text: Snakemake passes the nested values of --config as strings; "
+                 "put nested overrides in a YAML file given with --configfile.)")
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def validate(instance, schema: dict, definition: str | None = None, prefix: str = ""):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,11 +60,35 @@ class TrainConfig:
         if extra:
             raise ConfigError(f"unknown training option(s) {sorted(extra)}; allowed: {sorted(names)}.")
         cfg = cls(**d)
-        if cfg.steps < 1 or cfg.batch_size < 1:
-            raise ConfigError(f"steps={cfg.steps} and batch_size={cfg.batch_size} must both be >= 1.")
-        if cfg.gamma is not None:
-            check_gamma(cfg.gamma, "train.gamma")
+        cfg.check()
         return cfg
+
+    def check(self):
+        """ConfigError naming the first option out of range (the workflow's schema says the same)."""
+        def number(x):
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+        for name in ("steps", "batch_size", "ckpt_every", "log_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"train.{name}={v!r} must be an integer >= 1.")
+        if not number(self.lr) or self.lr < 0:  # (0 holds the weights: a check, not a training)
+            raise ConfigError(f"train.lr={self.lr!r} must be a number >= 0.")
+        if not (isinstance(self.betas, (list, tuple)) and len(self.betas) == 2
+                and all(number(b) and 0 <= b < 1 for b in self.betas)):
+            raise ConfigError(f"train.betas={self.betas!r} must be two numbers [β1, β2] in [0, 1).")
+        for name in ("ema_decay", "class_dropout"):
+            v = getattr(self, name)
+            if not number(v) or not 0 <= v < 1:
+                raise ConfigError(f"train.{name}={v!r} must be a number in [0, 1).")
+        for name in ("weight_decay", "mae_weight", "warmup_steps"):
+            v = getattr(self, name)
+            if not number(v) or v < 0:
+                raise ConfigError(f"train.{name}={v!r} must be a number >= 0.")
+        if self.grad_clip is not None and (not number(self.grad_clip) or self.grad_clip <= 0):
+            raise ConfigError(f"train.grad_clip={self.grad_clip!r} must be a number > 0 (or null).")
+        if self.gamma is not None:
+            check_gamma(self.gamma, "train.gamma")
 
 
 # Options that may change while a run keeps its state (a longer run, other snapshots or log

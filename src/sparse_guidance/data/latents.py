@@ -40,6 +40,9 @@ FORMAT = "sparse-guidance-latents"
 VERSION = 1
 DTYPES = ("float32", "float16")
 VERIFY = ("size", "sha256")
+MANIFEST_KEYS = ("shards", "complete", "num_shards", "count", "latent_shape", "dtype", "codec", "num_classes",
+                 "class_histogram")
+SHARD_KEYS = ("index", "count", "latents", "labels", "bytes", "sha256")
 # Manifest fields that must agree for a resumed encoding to continue an earlier one.
 SETTINGS = ("format", "version", "codec", "source_count", "count", "flip", "shard_size", "num_shards",
             "dtype", "seed", "latent_shape")
@@ -67,6 +70,13 @@ def read_manifest(out_dir: str | Path) -> dict | None:
         raise ConfigError(f"latent manifest {str(path)!r} is unreadable ({e}); delete the folder and re-encode.") from e
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise ConfigError(f"{str(path)!r} is not a {FORMAT} v{VERSION} manifest; use another folder.")
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    missing += [f"shards[{i}].{k}" for i, sh in enumerate(manifest.get("shards") or []) for k in SHARD_KEYS if k not in sh]
+    if "scale_factor" not in (manifest.get("codec") or {}):
+        missing.append("codec.scale_factor")
+    if missing:
+        raise ConfigError(f"latent manifest {str(path)!r} lacks {', '.join(missing[:6])}; it was edited or written by "
+                          "something else: delete the folder and re-encode.")
     return manifest
 
 
