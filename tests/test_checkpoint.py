@@ -260,3 +260,20 @@ def test_a_checkpoint_with_flipped_bytes_is_refused(tmp_path):
         read_checkpoint(target)
     with pytest.raises(ConfigError, match="is corrupt"):
         load_weights(model(), target)
+
+
+def test_republishing_a_hard_linked_output_leaves_no_temp_file(tmp_path):
+    """publish() twice from the same state file (a rerun of a finished training job): dst stays a link
+    to src and no .tmp link is left beside it (rename onto the same inode does nothing)."""
+    from sparse_guidance.io import publish
+    src, dst = tmp_path / "state" / "last.pt", tmp_path / "last.pt"
+    src.parent.mkdir()
+    src.write_bytes(b"weights")
+    for _ in range(2):
+        publish(src, dst)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "state"]
+        assert os.path.samefile(src, dst)
+    src.write_bytes(b"newer")  # same inode, new content: still the same file
+    (tmp_path / "state" / "other.pt").write_bytes(b"other")
+    publish(tmp_path / "state" / "other.pt", dst)
+    assert dst.read_bytes() == b"other" and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "state"]

@@ -89,6 +89,8 @@ def copy_file(src, dst) -> Path:
 def publish(src, dst) -> Path:
     """Make ``dst`` a hard link to ``src`` (a copy where links are impossible), replacing it atomically."""
     dst = Path(dst)
+    if dst.exists() and os.path.samefile(src, dst):  # already published (a rename onto the same
+        return dst                                   # file would do nothing and leave the .tmp link)
     tmp = dst.with_name(f".{dst.name}.tmp")
     tmp.unlink(missing_ok=True)
     try:
