@@ -71,6 +71,7 @@ def class_accuracy(x: torch.Tensor, y: torch.Tensor, num_classes: int = 10) -> f
     return (nearest == y.cpu()).float().mean().item()
 
 
+NUM_CLASSES = 10  # the toy latents' classes (a ring of 10 positions)
 RECIPES = {  # name -> recipe spec
     "unguided": "unguided",
     "CFG ω=2": {"preset": "cfg", "omega": 2.0},
@@ -92,6 +93,11 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/demo")
     a = p.parse_args(argv)
+    # before the training: the image grid shows one sample of each of the 10 classes per recipe
+    for flag, v, low in (("--samples", a.samples, NUM_CLASSES), ("--steps", a.steps, 1), ("--batch", a.batch, 1),
+                         ("--sampling-steps", a.sampling_steps, 1)):
+        if v < low:
+            p.error(f"{flag} {v}: give at least {low}" + (" (one sample per class for the grid)" if low > 1 else ""))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(a.seed)
@@ -108,7 +114,7 @@ def main(argv=None):
 
     counter = FlopCounter(ema)
     noise = torch.randn(a.samples, 4, 16, 16, generator=gen)
-    labels = torch.arange(a.samples) % 10
+    labels = torch.arange(a.samples) % NUM_CLASSES
     rows, grids = [], []
     for name, spec in RECIPES.items():
         t0 = time.perf_counter()
@@ -118,7 +124,7 @@ def main(argv=None):
         rows.append({"recipe": name, "gflops_per_step": round(recipe_gflops({"main": counter, "aux": counter}, spec,
                                                                            a.sampling_steps), 4),
                      "seconds": round(sec, 2), "class_accuracy": round(class_accuracy(x, labels), 3)})
-        grids.append(x[:10])
+        grids.append(x[:NUM_CLASSES])
         print(rows[-1])
 
     with open(out / "demo.csv", "w", newline="") as f:

@@ -1,6 +1,8 @@
 """The README's main job (the CPU demo) runs end to end at a tiny size and writes its outputs."""
 import csv
 
+import pytest
+
 from script_helpers import load_script
 
 demo = load_script("demo")
@@ -17,3 +19,10 @@ def test_demo_writes_grid_and_tables(tmp_path):
     assert (tmp_path / "demo_grid.png").stat().st_size > 1000
     assert (tmp_path / "demo.md").read_text().count("\n") == len(rows) + 2
     assert (tmp_path / "run" / "step-0000001.pt").exists()  # the early snapshot used by AutoGuidance
+
+
+def test_demo_refuses_fewer_samples_than_classes_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--samples", "5", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "--samples 5: give at least 10" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing trained or written

@@ -173,3 +173,9 @@ def test_cli_bad_gamma_exits_2():
     r = cli("--model", "SiT-S/8", "--route", "1:8", "--gamma", "1.5")
     assert r.returncode == 2
     assert "1.5" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--input-size"])
+def test_cli_sizes_below_one_exit_2(flag):
+    r = cli(flag, "0", "--recipe", "sg_fid")
+    assert r.returncode == 2 and f"{flag} 0: give an integer >= 1" in r.stderr and "Traceback" not in r.stderr

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
+import torch
 
 from metrics_helpers import StubExtractor, frechet_scipy, images, inception_score_adm, prc_bruteforce
 from sparse_guidance import ConfigError
@@ -289,6 +291,39 @@ def test_cli_prints_the_result_as_json(samples, adm_ref, tmp_path, monkeypatch, 
     printed = json.loads(capsys.readouterr().out)
     assert printed["fid_n"] == printed["sfid_n"] == 5 and printed["extractor"] == "stub"
     assert json.loads(out_file.read_text()) == printed
+
+
+def test_cli_refuses_bad_arguments_before_any_work(samples, adm_ref, tmp_path, monkeypatch, capsys):
+    """Each bad argument: exit 2 and one line naming it and the fix, before a feature is computed."""
+    monkeypatch.setattr("sparse_guidance.metrics.evaluate.resolve_extractor",
+                        lambda *a, **k: pytest.fail("features were computed"))
+    (tmp_path / "afile").write_text("")
+    base = ["--samples", str(samples[0]), "--ref", str(adm_ref[0]), "--no-progress"]
+    cases = [(["--batch-size", "0"], "--batch-size 0: give a batch size >= 1"),
+             (["--n", "0"], "--n 0: give a number of samples >= 1"),
+             (["--out", str(tmp_path / "afile" / "r.json")], "is a file; give another --out"),
+             (["--cache-dir", str(tmp_path / "afile" / "c")], "is a file; give another --cache-dir")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "--device cuda, but no CUDA device is visible; use --device cpu"))
+    for extra, needle in cases:
+        assert cli.main([*base, *extra]) == 2, extra
+        assert needle in capsys.readouterr().err, extra
+    # a read-only folder beside the samples (root may write anywhere: the permission is simulated)
+    real_access = os.access
+    monkeypatch.setattr("os.access", lambda p, mode: False if str(p) == str(samples[0].parent) else real_access(p, mode))
+    assert cli.main(base) == 2
+    assert "is read-only; give a writable --cache-dir" in capsys.readouterr().err
+
+
+def test_cli_names_a_corrupt_compressed_npz(tmp_path, capsys):
+    np.savez_compressed(tmp_path / "c.npz", arr_0=images(8, seed=3))
+    data = bytearray((tmp_path / "c.npz").read_bytes())
+    data[200:260] = bytes(60)  # inside the deflate stream
+    (tmp_path / "c.npz").write_bytes(bytes(data))
+    assert cli.main(["--samples", str(tmp_path / "c.npz"), "--ref", str(tmp_path / "c.npz"), "--no-progress",
+                     "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert "c.npz' is corrupt" in err and "re-create it" in err and "Traceback" not in err
 
 
 def test_cli_reports_config_errors(tmp_path, capsys):

@@ -32,6 +32,7 @@ from . import schema
 from .data.codecs import CODECS
 from .errors import ConfigError
 from .guidance import resolve_recipe
+from .io import check_writable_folder
 from .models import MODELS, build_model
 
 PRESETS_DIRNAME = Path("workflow") / "config"
@@ -516,10 +517,7 @@ def validate(cfg: dict) -> dict:
     if cfg["results_dir"] is None:
         cfg["results_dir"] = f"results/{cfg['name']}"
     cfg["results_dir"] = cfg["results_dir"].rstrip("/") or "/"
-    blocker = next((p for p in (Path(cfg["results_dir"]), *Path(cfg["results_dir"]).parents) if p.is_file()), None)
-    if blocker is not None:
-        raise ConfigError(f"results_dir={cfg['results_dir']!r} cannot be a folder: {str(blocker)!r} is a file; "
-                          "choose another results_dir.")
+    check_writable_folder(cfg["results_dir"], "results_dir", "choose another results_dir")
     _check_data(cfg["data"])
     _check_model(cfg["model"], cfg["data"])
     _check_runs(cfg)

@@ -155,6 +155,10 @@ def _main(argv=None):
     p.add_argument("--num-classes", type=int, default=1000)
     a = p.parse_args(argv)
     try:
+        for flag, v in (("--steps", a.steps), ("--input-size", a.input_size), ("--in-channels", a.in_channels),
+                        ("--num-classes", a.num_classes)):
+            if v < 1:
+                raise ConfigError(f"{flag} {v}: give an integer >= 1.")
         if a.table2:
             route = a.route[0] if a.route else "2:24"
             print(f"Table 2 GFLOPs: {a.model} + routing r{route.replace(':', '->')}, {a.steps} Euler steps, "

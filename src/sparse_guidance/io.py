@@ -39,6 +39,17 @@ def atomic_open(path, mode: str = "wb"):
         raise
 
 
+def check_writable_folder(folder, what: str, fix: str) -> None:
+    """ConfigError unless ``folder`` exists as a writable folder or can be created: the nearest
+    existing ancestor must be a writable folder (not a file). ``fix`` ends the message."""
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {str(folder)!r} cannot be a folder: {str(existing)!r} is a file; {fix}.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {str(folder)!r} cannot be written: {str(existing)!r} is read-only; {fix}.")
+
+
 def write_text(path, text: str) -> Path:
     with atomic_open(path, "w") as f:
         f.write(text)

@@ -8,9 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+import torch
 
 from ..errors import ConfigError
+from ..io import check_writable_folder, write_text
 from .evaluate import DEFAULT_METRICS, METRICS, evaluate_npz
+from .features import CACHE_DIRNAME
 from .paired import paired_distance
 
 
@@ -33,9 +38,28 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def run(a) -> dict:
+def check_args(a):
+    """Refuse what would fail only after the features are computed, or with a traceback."""
     if a.ref is None and a.paired is None:
         raise ConfigError("give --ref (FID, sFID, IS, P/R) and/or --paired (LPIPS between two sample sets).")
+    if a.batch_size < 1:
+        raise ConfigError(f"--batch-size {a.batch_size}: give a batch size >= 1.")
+    if a.n is not None and a.n < 1:
+        raise ConfigError(f"--n {a.n}: give a number of samples >= 1 (or leave --n out for all).")
+    if a.device is not None and a.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {a.device}, but no CUDA device is visible; use --device cpu.")
+    if a.out is not None:
+        check_writable_folder(Path(a.out).parent, "the folder of --out", "give another --out")
+    if a.cache_dir is not None:
+        check_writable_folder(a.cache_dir, "--cache-dir", "give another --cache-dir")
+    else:
+        for npz in filter(None, (a.samples, a.ref, a.paired)):
+            check_writable_folder(Path(npz).parent / CACHE_DIRNAME, "the feature cache beside the inputs",
+                                  "give a writable --cache-dir")
+
+
+def run(a) -> dict:
+    check_args(a)
     common = dict(extractor=a.extractor, cache_dir=a.cache_dir, batch_size=a.batch_size, device=a.device,
                   progress=not a.no_progress)
     result = {}
@@ -56,8 +80,7 @@ def main(argv=None) -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+        write_text(a.out, text + "\n")
     return 0
 
 

@@ -8,6 +8,7 @@ batch by batch, so a 50k x 256² x 3 sample set (9.8 GB) never sits in memory wh
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -60,6 +61,9 @@ def _open_member(zf: zipfile.ZipFile, path: Path, key: str):
     return zf.open(f"{key}.npy")
 
 
+CORRUPT = (zipfile.BadZipFile, zlib.error, OSError, EOFError)  # bad CRC, damaged or truncated deflate stream
+
+
 def _read_header(f, path: Path):
     """(shape, fortran_order, dtype) of a .npy stream, or None for a header version we do not stream."""
     try:
@@ -69,8 +73,11 @@ def _read_header(f, path: Path):
         if version == (2, 0):
             return np.lib.format.read_array_header_2_0(f)
         return None
-    except ValueError as e:
-        raise ConfigError(f"{str(path)!r}: arr_0 is not a valid .npy member ({e}).") from e
+    except CORRUPT as e:
+        raise ConfigError(f"{str(path)!r} is corrupt ({type(e).__name__}: {e}); re-create it.") from e
+    except Exception as e:  # a garbled header: ValueError, or SyntaxError / TokenError from NumPy's parser
+        raise ConfigError(f"{str(path)!r} is corrupt: arr_0 is not a valid .npy member ({type(e).__name__}: {e}); "
+                          "re-create it.") from e
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
@@ -111,7 +118,7 @@ def _read_exact(f, size: int, path: Path) -> bytearray:
     while got < size:
         try:
             b = f.read(min(size - got, 1 << 26))
-        except (zipfile.BadZipFile, OSError, EOFError) as e:  # bad CRC, truncated deflate stream
+        except CORRUPT as e:
             raise ConfigError(f"{str(path)!r} is corrupt ({type(e).__name__}: {e}); re-create it.") from e
         if not b:
             raise ConfigError(f"{str(path)!r} is truncated: arr_0 ends {size - got} bytes early; re-create it.")
