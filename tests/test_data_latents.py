@@ -198,10 +198,28 @@ class OffByOne(Images):
         return self.x[i], i % 4
 
 
-def test_labels_outside_the_manifest_classes_are_refused(vae, tmp_path):
-    encode(tmp_path, Counting(vae), dataset=OffByOne())
-    with pytest.raises(ConfigError, match=r"labels span 0..3, not the classes 0..2 .*null class"):
-        LatentDataset(tmp_path)
+def test_labels_outside_the_classes_are_refused(vae, tmp_path):
+    """At encoding (the dataset names 3 classes), and where latents are read (a manifest that names
+    fewer classes than its shards hold)."""
+    with pytest.raises(ConfigError, match=r"encoding shard 0: labels span 0..3, but the dataset names 3 classes"):
+        encode(tmp_path / "a", Counting(vae), dataset=OffByOne())
+    encode(tmp_path / "b", Counting(vae))
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps({**manifest, "num_classes": 2}))
+    with pytest.raises(ConfigError, match=r"labels span 0..2, not the classes 0..1 .*null class"):
+        LatentDataset(tmp_path / "b")
+
+
+class NaNCodec(SpaceToDepthCodec):
+    def encode(self, images, generator=None):
+        z = super().encode(images, generator)
+        return z.index_fill(0, torch.tensor([1]), float("nan")) if len(z) > 1 else z
+
+
+def test_non_finite_latents_are_refused_at_encoding(tmp_path):
+    with pytest.raises(ConfigError, match=r"encoding shard 0 \(images 0..9\): the codec gave NaN or infinite"):
+        encode(tmp_path, NaNCodec(factor=2, image_channels=3))
+    assert not (tmp_path / "shard-00000.npy").exists()
 
 
 def test_a_manifest_missing_a_key_is_named(vae, tmp_path):

@@ -198,6 +198,14 @@ def encode_dataset(dataset, codec: Codec, out_dir: str | Path, shard_size: int =
                 bar.update(len(x))
             lat = torch.cat(parts + flipped if flip else parts).numpy().astype(dtype)  # (n_k, C, h, w)
             lab = torch.cat(labels * 2 if flip else labels).numpy()  # (n_k,)
+            first = k * shard_size
+            if not np.isfinite(lat).all():  # (also a float16 overflow)
+                raise ConfigError(f"encoding shard {k} (images {first}..{first + sum(map(len, parts)) - 1}): "
+                                  f"the codec gave NaN or infinite latents as {dtype}; check the images and the "
+                                  "codec's weights (or encode as float32).")
+            if num_classes is not None and (lab.min() < 0 or lab.max() >= num_classes):
+                raise ConfigError(f"encoding shard {k}: labels span {lab.min()}..{lab.max()}, but the dataset names "
+                                  f"{num_classes} classes (0..{num_classes - 1}); fix the labels.")
             done[k] = _write_shard(out_dir, k, lat, lab)
             report.encoded.append(k)
             report.manifest = _write_manifest(out_dir, settings, done, num_classes)
