@@ -155,6 +155,9 @@ def test_aux_checkpoint_must_be_saved_by_its_run():
     bad(rows(cfg={"aux": {"run": "routing", "step": 10}}), "rows.cfg.aux is given", "no auxiliary model")
     bad(rows(cfg={"recipe": {"name": "x", "omega": 2, "strong": {"model": "main"}, "weak": {"model": "teacher"}}}),
         "rows.cfg.recipe", "teacher")
+
+
+def test_non_finite_recipe_arguments_are_refused():
     for v in (float("nan"), float("inf")):  # YAML .nan / .inf: black images and a finite-looking FID otherwise
         bad(rows(cfg={"recipe": {"preset": "cfg", "omega": v}}), "rows.cfg.recipe", "must be a finite number")
         bad(rows(sg_flops={"recipe": {"preset": "sg", "gamma_weak": v}}), "rows.sg_flops.recipe", "not a finite number")
