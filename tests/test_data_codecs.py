@@ -148,3 +148,18 @@ def test_sd_vae_missing_path_or_hub_raises_config_error(tmp_path):
     assert SD_VAE_REPO in str(e.value)
     with pytest.raises(ConfigError, match="not both"):
         build_codec("sd-vae-ft-ema", vae=tiny_vae(), path=tmp_path)
+
+
+def test_weights_digest_follows_the_vae_weights(vae):
+    """Part of a resumable sampling job's key: other decoder weights, other digest; none without weights."""
+    codec = SDVAECodec(vae)
+    before = codec.weights_digest()
+    assert before == SDVAECodec(vae).weights_digest() and len(before) == 64
+    with torch.no_grad():
+        next(vae.parameters()).add_(1e-3)
+    try:
+        assert codec.weights_digest() != before
+    finally:
+        with torch.no_grad():
+            next(vae.parameters()).sub_(1e-3)
+    assert SpaceToDepthCodec().weights_digest() is None

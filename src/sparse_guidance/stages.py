@@ -294,8 +294,9 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
     parts = _parts_dir(layout.samples(experiment, row))
     key = job_digest(cfg, "sample", experiment=experiment, row=row)
     # finished batches are reused only if made from these very inputs: the settings, the data they
-    # were trained on and the bytes of each checkpoint (a retrained or replaced one starts over)
-    parts_key = digest({"job": key, "data": cfg["data"],
+    # were trained on, the bytes of each checkpoint (a retrained or replaced one starts over) and the
+    # decoder's weights
+    parts_key = digest({"job": key, "data": cfg["data"], "codec_weights": codec.weights_digest(),
                         "checkpoints": {k: file_hash(p) for k, p in row_checkpoints(cfg, spec).items()}})
     key_file = parts / "key.txt"
     if parts.exists() and (not key_file.exists() or key_file.read_text() != parts_key):

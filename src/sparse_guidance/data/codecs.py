@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import tensor_digest
 from ..errors import ConfigError
 
 SD_VAE_REPO = "stabilityai/sd-vae-ft-ema"
@@ -63,6 +64,10 @@ class Codec(abc.ABC):
             raise ConfigError(f"codec {self.name!r} downsamples by {self.downsample}; image size {height}x{width} "
                               f"is not divisible by it: crop or pad the images to a multiple of {self.downsample}.")
         return (self.latent_channels, height // self.downsample, width // self.downsample)
+
+    def weights_digest(self) -> str | None:
+        """A digest of the codec's learned weights (None: it has none), for keys of resumable work."""
+        return None
 
     def config(self) -> dict:
         """What a latent manifest records about the codec (everything decode depends on)."""
@@ -198,6 +203,9 @@ class SDVAECodec(Codec):
 
     def config(self) -> dict:
         return {**super().config(), "posterior": self.posterior}
+
+    def weights_digest(self) -> str:
+        return tensor_digest(self.vae.state_dict())
 
 
 def _build_sd_vae(vae=None, path: str | Path | None = None, **kwargs) -> SDVAECodec:
