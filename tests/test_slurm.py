@@ -111,8 +111,10 @@ def runs(cluster, tmp_path_factory):
     # A: cancel the training job once it runs and has checkpointed
     t0 = time.perf_counter()
     a_log = repo / "run-a.log"  # a file, not a pipe nobody reads while it runs
-    with a_log.open("w") as f:
-        a = subprocess.Popen(cmd, cwd=repo, env=ENV, stdout=f, stderr=subprocess.STDOUT)
+    with a_log.open("w") as f:  # Ctrl-C as in a terminal: SIGINT at its default even where this test
+        # runs as a background job (whose shell ignores SIGINT, which Popen's children would inherit)
+        a = subprocess.Popen(cmd, cwd=repo, env=ENV, stdout=f, stderr=subprocess.STDOUT,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     train = None
     try:
         deadline = time.monotonic() + 420
@@ -140,9 +142,8 @@ def runs(cluster, tmp_path_factory):
         try:
             a.wait(timeout=120)
         except subprocess.TimeoutExpired:
-            # Seen since the workflow redesign (December 2026, open): Snakemake does not act on the
-            # Ctrl-C within 120 s. Do what a user does next (kill it, unlock), so that the resume
-            # itself, which this module is about, is still checked.
+            # A Ctrl-C that Snakemake does not act on (the test below fails). Do what a user does
+            # next (kill it, unlock), so that the resume, which this module is about, is still checked.
             out["a_stopped_by"] = "SIGKILL after an unanswered SIGINT"
             a.kill()
             a.wait()
@@ -182,11 +183,12 @@ def test_a_cancelled_training_fails_the_run(runs):
     code, text, _ = runs["a"]
     assert runs["train_jobid"], f"the training job never ran with a checkpoint:\n{text[-4000:]}"
     assert code != 0, text[-4000:]  # (-9 when it had to be killed)
+    print(f"run A stopped by {runs['a_stopped_by']}")
     if runs["a_stopped_by"] == "itself":  # a plugin that knows 'CANCELLED by <uid>'
         assert f"SLURM-job '{runs['train_jobid']}' failed" in text, text[-4000:]
-    elif runs["a_stopped_by"] == "SIGINT":
+    else:  # a Ctrl-C: Snakemake cancels its jobs and stops
+        assert runs["a_stopped_by"] == "SIGINT", f"Snakemake did not act on Ctrl-C within 120 s:\n{text[-4000:]}"
         assert "Terminating processes on user request" in text, text[-4000:]
-    print(f"run A stopped by {runs['a_stopped_by']}")
     assert 0 < runs["step_at_cancel"] < STEPS and runs["step_at_cancel"] % CKPT_EVERY == 0
     assert not runs["published_after_a"]
 
