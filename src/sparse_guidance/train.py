@@ -214,19 +214,22 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
         ema_update(ema, model, cfg.ema_decay)
         done = step + 1
         n_last += cfg.batch_size
-        # no host sync per step: the check reads the flag only where something is about to be written
+        log_now = done % cfg.log_every == 0 or done == cfg.steps
+        snapshot_now = done in cfg.save_steps
+        ckpt_now = done % cfg.ckpt_every == 0 or done == cfg.steps
+        # no host sync per step: the flag is read only where something is about to be written
         first_bad = torch.where(torch.isfinite(loss.detach()) | (first_bad < _NO_BAD_STEP), first_bad,
                                 torch.full_like(first_bad, done))
-        if done % cfg.log_every == 0 or done in cfg.save_steps or done % cfg.ckpt_every == 0 or done == cfg.steps:
+        if log_now or snapshot_now or ckpt_now:
             _check_finite(first_bad, world, last)
-        if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
+        if rank == 0 and log_now:
             now = time.perf_counter()
             _append_log(log_path, done, loss.item(), n_last / (now - t_last), opt.param_groups[0]["lr"])
             t_last, n_last = now, 0
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        if rank == 0 and (done in cfg.save_steps):
+        if rank == 0 and snapshot_now:
             save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "step": done}, checkpoint_path(out_dir, done))
-        if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):
+        if rank == 0 and ckpt_now:
             save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": done,
                          "config": dataclasses.asdict(cfg)}, last)
         if world > 1 and (done % cfg.ckpt_every == 0):
