@@ -168,35 +168,30 @@ def _branch(d, where: str) -> Branch:
 
 
 def parse_recipe(d: dict | Recipe, num_steps: int | None = None) -> Recipe:
-    """Validate a recipe dict (or pass a Recipe through); with num_steps also check Eq. 6 per step."""
-    if isinstance(d, Recipe):  # built directly: checked as a dict would be
-        r = d
-        if not math.isfinite(r.omega):
-            raise ConfigError(f"recipe {r.name!r}: omega={r.omega!r} must be a finite number (a guidance scale).")
-        for where, b in (("strong", r.strong), ("weak", r.weak)):
-            if b is not None:
-                _check_schedule(b.gamma, f"recipe {r.name!r} {where}")
-    else:
-        if not isinstance(d, dict):
-            raise ConfigError(f"a recipe is a dict or a preset name, got {d!r}.")
-        extra = set(d) - RECIPE_KEYS
-        if extra:
-            raise ConfigError(f"recipe has unknown key(s) {sorted(extra)}; allowed: {sorted(RECIPE_KEYS)}.")
-        if "strong" not in d:
-            raise ConfigError("recipe has no 'strong' branch; every recipe needs one.")
-        name = str(d.get("name", "custom"))
-        try:
-            omega = float(d.get("omega", 1.0))
-        except (TypeError, ValueError):
-            raise ConfigError(f"recipe {name!r}: omega={d.get('omega')!r} is not a number.")
-        if not math.isfinite(omega):
-            raise ConfigError(f"recipe {name!r}: omega={omega!r} must be a finite number (a guidance scale).")
-        strong = _branch(d["strong"], f"recipe {name!r} strong")
-        weak = None if d.get("weak") is None else _branch(d["weak"], f"recipe {name!r} weak")
-        if weak is None and omega != 1.0:
-            raise ConfigError(f"recipe {name!r} has omega={omega:g} but no weak branch; "
-                              "an unguided recipe has omega=1 (or add a weak branch).")
-        r = Recipe(name=name, omega=omega, strong=strong, weak=weak, note=str(d.get("note", "")))
+    """Validate a recipe dict or Recipe (returned as a new, checked Recipe); with num_steps also check
+    Eq. 6 per step."""
+    if isinstance(d, Recipe):  # built directly: checked as its dict is (to_dict is lossless)
+        d = d.to_dict()
+    if not isinstance(d, dict):
+        raise ConfigError(f"a recipe is a dict or a preset name, got {d!r}.")
+    extra = set(d) - RECIPE_KEYS
+    if extra:
+        raise ConfigError(f"recipe has unknown key(s) {sorted(extra)}; allowed: {sorted(RECIPE_KEYS)}.")
+    if "strong" not in d:
+        raise ConfigError("recipe has no 'strong' branch; every recipe needs one.")
+    name = str(d.get("name", "custom"))
+    try:
+        omega = float(d.get("omega", 1.0))
+    except (TypeError, ValueError):
+        raise ConfigError(f"recipe {name!r}: omega={d.get('omega')!r} is not a number.")
+    if not math.isfinite(omega):
+        raise ConfigError(f"recipe {name!r}: omega={omega!r} must be a finite number (a guidance scale).")
+    strong = _branch(d["strong"], f"recipe {name!r} strong")
+    weak = None if d.get("weak") is None else _branch(d["weak"], f"recipe {name!r} weak")
+    if weak is None and omega != 1.0:
+        raise ConfigError(f"recipe {name!r} has omega={omega:g} but no weak branch; "
+                          "an unguided recipe has omega=1 (or add a weak branch).")
+    r = Recipe(name=name, omega=omega, strong=strong, weak=weak, note=str(d.get("note", "")))
     if r.is_plain_sg:
         # Constant γs are checked now; schedules as soon as the number of steps is known.
         consts = [b.gamma for b in r.branches]
