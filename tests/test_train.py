@@ -31,20 +31,32 @@ def dataset(n=64):
     return list(zip(x, y))
 
 
-class Killer:
-    """A dataset that dies (as a SIGKILL'd job would) once it has served ``after`` items."""
+class Faulty:
+    """A dataset that turns faulty once it has served ``after`` items: then item i is fault(x, y)."""
 
-    def __init__(self, data, after):
-        self.data, self.after, self.served = data, after, 0
+    def __init__(self, data, after, fault):
+        self.data, self.after, self.fault, self.served = data, after, fault, 0
 
     def __len__(self):
         return len(self.data)
 
     def __getitem__(self, i):
         self.served += 1
-        if self.served > self.after:
-            raise KeyboardInterrupt("killed")
-        return self.data[i]
+        return self.fault(*self.data[i]) if self.served > self.after else self.data[i]
+
+
+def _killed(x, y):
+    raise KeyboardInterrupt("killed")
+
+
+def Killer(data, after):
+    """Dies (as a SIGKILL'd job would) once it has served ``after`` items."""
+    return Faulty(data, after, _killed)
+
+
+def NaNAfter(data, after):
+    """Latents that turn NaN once ``after`` items have been served (a corrupt shard half-way through)."""
+    return Faulty(data, after, lambda x, y: (torch.full_like(x, float("nan")), y))
 
 
 def same(a, b):
@@ -119,21 +131,6 @@ def test_bad_training_config():
         with pytest.raises(ConfigError) as e:
             TrainConfig.from_dict(bad)
         assert needle in str(e.value), (bad, str(e.value))
-
-
-class NaNAfter:
-    """Latents that turn NaN once ``after`` items have been served (a corrupt shard half-way through)."""
-
-    def __init__(self, data, after):
-        self.data, self.after, self.served = data, after, 0
-
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, i):
-        self.served += 1
-        x, y = self.data[i]
-        return (torch.full_like(x, float("nan")) if self.served > self.after else x), y
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
