@@ -41,6 +41,7 @@ import torch
 from sparse_guidance import config as X
 from sparse_guidance import workflow
 from sparse_guidance.flops import COUNTED_OPS, FlopCounter, recipe_gflops
+from sparse_guidance.models import on_meta
 
 FLOP_PER_MAC = 2
 TRAIN_PASSES = 3              # forward + backward (about twice the forward)
@@ -85,7 +86,7 @@ def sd_vae_gmacs() -> dict:
     AutoencoderKL with the sd-vae-ft-ema architecture and uninitialised weights."""
     from diffusers import AutoencoderKL
 
-    with torch.device("meta"):
+    with on_meta():
         vae = AutoencoderKL(**SD_VAE_CONFIG)
     vae = vae.to_empty(device="cpu").eval()
     size, down = SD_VAE_CONFIG["sample_size"], 2 ** (len(SD_VAE_CONFIG["block_out_channels"]) - 1)
@@ -108,7 +109,7 @@ def inception_gmacs() -> tuple[float, str]:
             def load_state_dict(self, *args, **kwargs):  # keep the uninitialised weights
                 return None
 
-        with mock.patch.object(fi, "load_state_dict_from_url", lambda *a, **k: {}), torch.device("meta"):
+        with mock.patch.object(fi, "load_state_dict_from_url", lambda *a, **k: {}), on_meta():
             net = Unloaded("inception-v3-compat", ["2048", "logits_unbiased"])
         net = net.to_empty(device="cpu")
         x = torch.zeros(1, 3, INCEPTION_SIZE, INCEPTION_SIZE, dtype=torch.uint8)

@@ -1,6 +1,9 @@
 """Backbone, routing (Eq. 5), masking (Eq. 4), token selection and bad model input."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -40,6 +43,21 @@ def test_sit_xl2_dimensions_on_meta():
     assert m.out_channels == 4
     assert m.num_tokens == 256  # 32x32 latent, patch 2
     assert m.final_layer.linear.out_features == 2 * 2 * 4
+
+
+def test_on_meta_builds_the_same_shapes_without_importing_torch_dynamo():
+    """A config validates its runs' models on the meta device; on_meta skips normal_ there, whose
+    Python decomposition imports torch._dynamo (1.1 s of every job's and every Snakefile's start)."""
+    from sparse_guidance.models import on_meta
+    with on_meta():
+        meta = build_model("SiT-T/2", sparsity="masking", input_size=8, num_classes=NUM_CLASSES)
+    cpu = build_model("SiT-T/2", sparsity="masking", input_size=8, num_classes=NUM_CLASSES)
+    assert {k: v.shape for k, v in meta.state_dict().items()} == {k: v.shape for k, v in cpu.state_dict().items()}
+    assert all(p.is_meta for p in meta.parameters())
+    code = ("import sys; from sparse_guidance import config as C; C.load_config('paper'); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_learn_sigma_has_8_output_channels_but_forward_returns_4():

@@ -108,14 +108,13 @@ def test_dry_runs_every_preset_and_profile(repo, tmp_path):
         from sparse_guidance import config as X
         cfg = X.load_config(preset)
         jobs = ["prepare_data", "encode_latents", "reference_stats", "train_routing", "train_masking",
-                "train_dense", "sample", "evaluate", "flops", "report_table", "report_figure", "all", "table2"]
+                "train_dense", "sample", "evaluate", "report_table", "report_figure", "all", "table2"]
         jobs += ["classifier"] if "classifier" in cfg else []  # the embedded figure grids' feature network
         jobs += [f"finetune_{r}" for r in cfg["runs"] if cfg["runs"][r].get("init")]
         for job in jobs:
             assert f"rule {job}:" in text or f"{job}:" in text, f"{profile}/{preset}: no {job} job\n{text[-2000:]}"
         n = sampled_rows(preset)
         assert text.count("rule sample:") == n and text.count("rule evaluate:") == n, (preset, n)
-        assert text.count("rule flops:") == len(cfg["experiments"])  # one count per experiment
         assert text.count("rule report_table:") + text.count("rule report_figure:") == len(cfg["experiments"])
         if profile == "slurm":
             assert "slurm_partition=" in text
@@ -184,7 +183,7 @@ def test_a_failing_notebook_keeps_its_executed_copy(repo, tmp_path):
 def test_notebooks_are_clean_and_parameterised():
     assert [p.name for p in NOTEBOOKS] == [
         "01_prepare_data.ipynb", "02_encode_latents.ipynb", "03_reference_stats.ipynb", "04_train.ipynb",
-        "05_sample.ipynb", "06_evaluate.ipynb", "07_flops.ipynb", "08_classifier.ipynb", "10_table2.ipynb",
+        "05_sample.ipynb", "06_evaluate.ipynb", "08_classifier.ipynb", "10_table2.ipynb",
         "11_table1.ipynb", "12_table3.ipynb", "20_fig1.ipynb", "21_fig2.ipynb", "22_fig4.ipynb", "23_fig5.ipynb",
         "24_fig6.ipynb", "25_fig7.ipynb", "26_fig8.ipynb", "30_sample_grids.ipynb"]
     rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
@@ -229,7 +228,7 @@ def test_smoke_table2_runs(repo, smoke_run):
         assert needle in tex
     assert tex.count(r"\\") == 1 + len(TABLE2_ROWS)
     # every job left its executed notebook, its log and a benchmark
-    for stage in ("prepare_data", "encode_latents", "reference_stats", "train-routing", "flops-table2",
+    for stage in ("prepare_data", "encode_latents", "reference_stats", "train-routing",
                   "sample-table2-sg_fid", "evaluate-table2-ag", "report-table2"):
         assert (res / "notebooks" / f"{stage}.ipynb").exists() and (res / "benchmarks" / f"{stage}.tsv").exists()
     m = json.loads((res / "metrics" / "table2" / "sg_fid.json").read_text())
@@ -315,8 +314,8 @@ def test_rule_paths_are_the_layouts(repo):
             L.classifier_info}
     want |= {f for run in cfg["runs"] for f in train_outputs(cfg, run).values()}
     for e, exp in cfg["experiments"].items():
-        want |= {L.flops(e)} | {L.table(e, x) if e in X.TABLES else L.figure(e, x)
-                                for x in (("csv", "md", "tex") if e in X.TABLES else ("png", "pdf", "csv"))}
+        want |= {L.table(e, x) if e in X.TABLES else L.figure(e, x)
+                 for x in (("csv", "md", "tex") if e in X.TABLES else ("png", "pdf", "csv"))}
         for r, row in exp["rows"].items():
             if not row.get("same_as"):
                 want |= {L.samples(e, r), L.sample_info(e, r), L.metrics(e, r)}
@@ -324,8 +323,8 @@ def test_rule_paths_are_the_layouts(repo):
 
 
 def test_editing_one_figure_entry_reruns_only_that_figure(repo, smoke_run, tmp_path):
-    """An added ω in Fig. 6's grid: only Fig. 6's new rows are sampled and evaluated, its FLOPs and its
-    report redone; nothing else of `all` (Snakemake's params trigger on each job's config digest)."""
+    """An added ω in Fig. 6's grid: only Fig. 6's new rows are sampled and evaluated and its report
+    redone; nothing else of `all` (Snakemake's params trigger on each job's config digest)."""
     assert smoke_run[0].returncode == 0
     (tmp_path / "edit.yaml").write_text("experiments: {fig6: {grids: [{name: ag_sg, label: AG + SG, recipe: ag+sg, "
                                         "aux: {run: routing, step: 10}, axes: {omega: [2.0, 3.0], "
@@ -337,7 +336,7 @@ def test_editing_one_figure_entry_reruns_only_that_figure(repo, smoke_run, tmp_p
                                    ("gs0-gw0.5", "gs0-gw0.9", "gs0.5-gw0.9")] +
                                   [("sample", f"experiment=fig6, row=ag_sg-w3-{g}") for g in
                                    ("gs0-gw0.5", "gs0-gw0.9", "gs0.5-gw0.9")] +
-                                  [("flops", "experiment=fig6"), ("report_figure", "experiment=fig6")]), p.stdout[-3000:]
+                                  [("report_figure", "experiment=fig6")]), p.stdout[-3000:]
 
 
 def test_an_override_that_changes_nothing_reruns_nothing(repo, smoke_run, tmp_path):
@@ -369,7 +368,7 @@ def test_small_float_overrides_reach_a_job_losslessly(repo, smoke_run, tmp_path)
 
 def test_a_notebook_on_its_own_remakes_outdated_inputs(repo, smoke_run, tmp_path):
     """Table 2's notebook with the CFG row at another ω: Snakemake remakes that row's samples and metrics
-    (and the FLOP counts) before the table is drawn; the table never mixes the old samples in."""
+    before the table is drawn; the table never mixes the old samples in."""
     assert smoke_run[0].returncode == 0
     out = tmp_path / "table2.ipynb"
     over = json.dumps({"overrides": {"experiments": {"table2": {"rows": {"cfg": {"recipe": {"preset": "cfg",
@@ -378,7 +377,7 @@ def test_a_notebook_on_its_own_remakes_outdated_inputs(repo, smoke_run, tmp_path
              str(repo / "notebooks" / "10_table2.ipynb"), str(out), "-p", "preset", "smoke", "-y", over], repo)
     assert p.returncode == 0, output(p)[-4000:]
     text = out.read_text()
-    assert "3 job(s) run" in text  # sample, evaluate of table2/cfg and flops of table2: nothing else
+    assert "2 job(s) run" in text  # sample and evaluate of table2/cfg: nothing else
     assert "ω=4, weak: ∅" in text and "ω=1.5, weak: ∅" not in text
     info = json.loads((repo / "results" / "smoke" / "samples" / "table2" / "cfg.json").read_text())
     assert info["recipe"]["omega"] == 4.0

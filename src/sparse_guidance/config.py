@@ -33,7 +33,7 @@ from .data.codecs import CODECS
 from .errors import ConfigError
 from .guidance import resolve_recipe
 from .io import check_writable_folder
-from .models import MODELS, build_model
+from .models import MODELS, build_model, on_meta
 
 PRESETS_DIRNAME = Path("workflow") / "config"
 SCHEMA_PATH = Path("workflow") / "schemas" / "config.schema.yaml"
@@ -51,7 +51,7 @@ EXPERIMENTS = TABLES + FIGURES
 # Resource entries a config may set (rule families of workflow/rules/*.smk; the schema's
 # resources), and what each holds.
 RESOURCE_RULES = ("default", "prepare_data", "encode_latents", "reference_stats", "classifier", "train",
-                  "finetune", "sample", "evaluate", "flops", "report")
+                  "finetune", "sample", "evaluate", "report")
 RESOURCE_KEYS = {"threads": 1, "gpu": 0, "mem_mb": 4000, "runtime": 60}
 DECODER_KEYS = {"depth": "decoder_depth", "width": "decoder_width", "heads": "decoder_heads"}
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -257,7 +257,7 @@ def build_run_model(cfg: dict, run: str, device="cpu"):
     """The (untrained) model of a run; device="meta" builds it without allocating weights."""
 
     name, sparsity, kw = model_kwargs(cfg, run)
-    with torch.device(device):
+    with on_meta() if str(device) == "meta" else torch.device(device):
         return build_model(name, sparsity=sparsity, **kw)
 
 

@@ -26,7 +26,7 @@ import torch
 from .config import paper_results
 from .errors import ConfigError
 from .guidance import resolve_recipe
-from .models import build_model
+from .models import build_model, on_meta
 from .models.sparsity import check_gamma, num_kept
 
 COUNTED_OPS = {"linear", "conv", "matmul", "addmm", "bmm", "einsum", "mm"}
@@ -121,7 +121,7 @@ def recipe_gflops(counters: dict[str, FlopCounter] | FlopCounter, recipe, steps:
 
 def _meta_free_model(name, sparsity, routes, input_size, **kw):
     """Build a model with uninitialised weights (counts do not depend on values)."""
-    with torch.device("meta"):
+    with on_meta():
         m = build_model(name, sparsity=sparsity, routes=routes, input_size=input_size, **kw)
     return m.to_empty(device="cpu").eval()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 
 from .config import distance_reference, source_row
+from .flops import COUNTED_OPS
 from .io import digest
 from .train import RESUMABLE_KEYS
 
@@ -47,11 +48,10 @@ class Layout:
         """A run's final checkpoint (step None) or one of its kept snapshots."""
         return self.checkpoint(run) if step is None else self.snapshot(run, step)
 
-    # sampling (ADM npz + a description), metrics, FLOP counts, reports
+    # sampling (ADM npz + a description with GFLOPs per step), metrics, reports
     def samples(self, experiment, row): return self.path("samples", experiment, f"{row}.npz")       # noqa: E704
     def sample_info(self, experiment, row): return self.path("samples", experiment, f"{row}.json")  # noqa: E704
     def metrics(self, experiment, row): return self.path("metrics", experiment, f"{row}.json")      # noqa: E704
-    def flops(self, experiment): return self.path("flops", f"{experiment}.json")                    # noqa: E704
     def table(self, experiment, ext): return self.path("tables", f"{experiment}.{ext}")             # noqa: E704
     def figure(self, experiment, ext): return self.path("figures", f"{experiment}.{ext}")           # noqa: E704
 
@@ -77,7 +77,7 @@ def _runs_of(cfg: dict, rows) -> dict:
 def job_config(cfg: dict, stage: str, **ids) -> dict:
     """The part of the configuration one job's result depends on. Stages: prepare_data,
     encode_latents, reference_stats, classifier, train (run), sample and evaluate (experiment, row),
-    flops and report (experiment)."""
+    report (experiment)."""
     data = {k: cfg["data"][k] for k in ("dataset", "root", "train_split", "train_limit", "image_size")}
     if stage == "prepare_data":
         return {"data": data}
@@ -94,17 +94,13 @@ def job_config(cfg: dict, stage: str, **ids) -> dict:
     if stage == "sample":
         row = exp["rows"][ids["row"]]
         return {"model": cfg["model"], "runs": _runs_of(cfg, [row]), "row": row, "sampling": exp["sampling"],
-                "codec": cfg["data"]["codec"]}
+                "codec": cfg["data"]["codec"], "counted_ops": sorted(COUNTED_OPS)}  # GFLOPs per step, too
     if stage == "evaluate":
         ref = distance_reference(cfg, ids["experiment"], ids["row"])
         return {"metrics": exp["metrics"], "row": exp["rows"][ids["row"]],
                 "distance_to": None if ref is None else {"row": ref, "sample": job_config(
                     cfg, "sample", experiment=ids["experiment"], row=ref)}}
     rows = {r: source_row(cfg, ids["experiment"], r) for r in exp["rows"]}
-    if stage == "flops":
-        return {"model": cfg["model"], "runs": _runs_of(cfg, rows.values()), "steps": exp["sampling"]["steps"],
-                "baseline": exp["baseline"],
-                "rows": {k: {"recipe": r["recipe"], "aux": r.get("aux"), "run": r["run"]} for k, r in rows.items()}}
     if stage == "report":
         return {"experiment": exp, "rows": list(rows.values()), "runs": _runs_of(cfg, rows.values())}
     raise ValueError(f"unknown stage {stage!r}")

@@ -43,16 +43,12 @@ def metric_label(cfg: dict, experiment: str, key: str | None = None) -> tuple[st
 def load(cfg: dict, experiment: str) -> pd.DataFrame:
     """One row per row of an experiment: its setting (method, setting, recipe, omega, run, sparsity,
     step, iteration, seed, source), its tags as columns, its metrics (fid, sfid, is, prec, rec, acc;
-    distance_* for Fig. 7's paired distances), GFLOPs per sampling step, sampling time and the paper's
-    values (paper_<key>). Rows that reuse another experiment's samples (same_as) read that row's files."""
+    distance_* for Fig. 7's paired distances), GFLOPs per sampling step (and ΔGFLOPs to the baseline
+    row), sampling time and the paper's values (paper_<key>). Rows that reuse another experiment's samples (same_as) read that row's files."""
     layout, exp = Layout(cfg), C.experiment(cfg, experiment)
-    flops = read_json(layout.flops(experiment))
-    if flops.get("config_digest") != job_digest(cfg, "flops", experiment=experiment):
-        raise ConfigError(f"{layout.flops(experiment)!r} was counted for other rows; remake it: snakemake "
-                          f"{layout.flops(experiment)} --config preset={cfg['name']}.")
     paper = C.paper_results().get(experiment, {})
     base_of_baseline = exp["rows"][exp["baseline"]].get("tags", {}).get("base", exp["baseline"])
-    records = []
+    records, baseline_gflops = [], None
     for rid, own in exp["rows"].items():
         e2, r2 = C.resolve_source(cfg["experiments"], experiment, rid)
         spec = cfg["experiments"][e2]["rows"][r2]
@@ -68,14 +64,18 @@ def load(cfg: dict, experiment: str) -> pd.DataFrame:
                "step": spec.get("step") or train["steps"], "steps": train["steps"],
                "iteration": C.iteration(cfg, spec["run"], spec.get("step")), "batch_size": train["batch_size"],
                "seed": spec["seed"], "source": f"{e2}/{r2}", "fid_n": m.get("fid_n"), "ref_n": m.get("ref_n"),
-               "extractor": m.get("extractor"), "gflops": flops["gflops"][rid],
-               "delta_gflops": flops["delta_gflops"][rid], "seconds_per_sample": info.get("seconds_per_sample"),
+               "extractor": m.get("extractor"), "gflops": info["gflops"], "delta_gflops": None,
+               "seconds_per_sample": info.get("seconds_per_sample"),
                **{k: m.get("is_mean" if k == "is" else k) for k in METRIC_KEYS},
                "distance": m.get("distance"), "distance_std": m.get("distance_std"), "distance_n": m.get("distance_n"),
                **{k: v for k, v in tags.items() if k not in ("base", "seed")},
                "baseline": base == base_of_baseline,
                **{f"paper_{k}": paper.get(base, {}).get(k) for k in C.PAPER_KEYS}}
         records.append(rec)
+        if rid == exp["baseline"]:
+            baseline_gflops = info["gflops"]
+    for rec in records:  # ΔGFLOPs: relative to the experiment's baseline row (Table 2)
+        rec["delta_gflops"] = round(rec["gflops"] - baseline_gflops, 6)
     return pd.DataFrame(records, dtype=object)
 
 

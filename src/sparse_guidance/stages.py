@@ -5,7 +5,6 @@ atomically (io.py); the notebooks in notebooks/ call one of them each, and Snake
 notebooks (workflow/rules/*.smk own the DAG). Nothing here walks a job graph or knows Snakemake.
 
     prepare_data(cfg)  encode_latents(cfg)  run_training(cfg, run)  sample_row(cfg, experiment, row)
-    count_flops(cfg, experiment)
 
 The evaluation stages (reference statistics, the classifier, a row's metrics) are in evaluation.py.
 """
@@ -277,7 +276,10 @@ def _parts_dir(npz_path) -> Path:
 
 def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool = True) -> dict:
     """Draw the samples of one row of an experiment, decode them with the codec and write
-    samples/<experiment>/<row>.npz (ADM format: arr_0 uint8 images, arr_1 class labels) and .json.
+    samples/<experiment>/<row>.npz (ADM format: arr_0 uint8 images, arr_1 class labels) and .json
+    (the setting, the sampling time and GFLOPs per sampling step: flops.recipe_gflops, fvcore on the
+    row's networks; multiply-accumulates of linear/conv layers, attention products not counted, the
+    paper's and DiT's convention).
 
     Each batch is kept in samples/<experiment>/.<row>.parts/ as it finishes, so a job killed half-way
     through a 50k set continues where it stopped (the parts are checked against the job's settings)."""
@@ -321,6 +323,7 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
         with atomic_open(part) as f:
             np.savez(f, images=to_uint8(codec.decode(z.float())), labels=y.numpy().astype(np.int64),
                      seconds=np.array(seconds))
+    gflops = recipe_gflops({k: FlopCounter(m) for k, m in models.items()}, spec["recipe"], s["steps"])
     images, labels, total = [], [], 0.0
     for b in range(-(-n // bs)):
         with np.load(parts / f"{b:06d}.npz") as z:
@@ -334,45 +337,7 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
             "run": spec["run"], "step": spec.get("step"), "aux": spec.get("aux"), "tags": spec.get("tags", {}),
             "num_samples": n, "steps": s["steps"], "solver": s["solver"], "seed": seed, "labels": s["labels"],
             "image_shape": list(arr.shape[1:]), "sampling_seconds": round(total, 2),
-            "seconds_per_sample": round(total / n, 5), "batches_resumed": resumed, "device": str(device),
+            "seconds_per_sample": round(total / n, 5), "gflops": round(gflops, 6), "batches_resumed": resumed, "device": str(device),
             "threads": torch.get_num_threads(), "config_digest": key}
     write_json(layout.sample_info(experiment, row), info)
     return info
-
-
-# ---------------------------------------------------------------------------------------------
-# FLOPs
-# ---------------------------------------------------------------------------------------------
-
-def count_flops(cfg: dict, experiment: str) -> dict:
-    """GFLOPs per sampling step of every row of an experiment (flops.recipe_gflops, fvcore on the
-    real module; weights do not matter) -> flops/<experiment>.json."""
-    exp = C.experiment(cfg, experiment)
-    steps = exp["sampling"]["steps"]
-    counters, cache = {}, {}
-
-    def counter(run):
-        if run not in counters:
-            counters[run] = FlopCounter(C.build_run_model(cfg, run, device="meta").to_empty(device="cpu").eval())
-        return counters[run]
-
-    rows = {}
-    for rid in exp["rows"]:
-        spec = C.source_row(cfg, experiment, rid)
-        c = {"main": counter(spec["run"])}
-        if spec.get("aux"):
-            c["aux"] = counter(spec["aux"]["run"])
-        key = json.dumps([spec["run"], (spec.get("aux") or {}).get("run"), spec["recipe"]], sort_keys=True)
-        if key not in cache:
-            cache[key] = round(recipe_gflops(c, spec["recipe"], steps), 6)
-        rows[rid] = cache[key]
-    base = rows[exp["baseline"]]
-    base_run = C.source_row(cfg, experiment, exp["baseline"])["run"]
-    out = {"experiment": experiment, "steps": steps, "model": cfg["model"]["name"], "baseline": exp["baseline"],
-           "baseline_run": base_run,
-           "convention": "multiply-accumulates of linear/conv layers per sampling step (fvcore), attention "
-                         "products not counted (the paper's and DiT's convention)",
-           "gflops": rows, "delta_gflops": {k: round(v - base, 6) for k, v in rows.items()},
-           "config_digest": job_digest(cfg, "flops", experiment=experiment)}
-    write_json(Layout(cfg).flops(experiment), out)
-    return out

@@ -41,8 +41,8 @@ def evaluate_inputs(w):
 
 def report_inputs(w):
     """The metrics of every row an experiment shows (a same_as row: the row it names), their samples'
-    descriptions and, for figures that show images, the samples; the experiment's FLOP counts."""
-    inputs = {"flops": f"{R}/flops/{w.experiment}.json"}
+    descriptions (with GFLOPs per step) and, for figures that show images, the samples."""
+    inputs = {}
     for row in CFG["experiments"][w.experiment]["rows"]:
         e, r = C.resolve_source(CFG["experiments"], w.experiment, row)
         inputs[f"metrics_{row}"] = f"{R}/metrics/{e}/{r}.json"

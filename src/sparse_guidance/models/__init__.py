@@ -5,6 +5,11 @@
 """
 from __future__ import annotations
 
+import contextlib
+
+import torch
+from torch.overrides import TorchFunctionMode
+
 from ..errors import ConfigError
 from .conditioning import LabelEmbedder
 from .masking import MaskedSiT
@@ -42,5 +47,24 @@ def build_model(name: str, sparsity: str = "none", **kwargs) -> SiT:
     return SiT(**args)
 
 
-__all__ = ["MODELS", "SIZES", "SPARSITY", "build_model", "SiT", "MaskedSiT", "Route", "LabelEmbedder",
+class _NoNormalOnMeta(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.nn.init.normal_, torch.Tensor.normal_):
+            tensor = args[0] if args else kwargs["tensor"]
+            if tensor.is_meta:
+                return tensor  # a meta tensor holds no values to draw
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def on_meta():
+    """Build modules on the meta device (shapes only, no memory): ``with on_meta(): build_model(...)``.
+    Random initialisation has nothing to fill there; ``normal_`` is skipped instead of going through
+    torch's Python decomposition, whose first call imports torch._dynamo (about 1.5 s per process)."""
+    with torch.device("meta"), _NoNormalOnMeta():
+        yield
+
+
+__all__ = ["MODELS", "SIZES", "SPARSITY", "build_model", "on_meta", "SiT", "MaskedSiT", "Route", "LabelEmbedder",
            "select_tokens", "num_kept", "keep_to_mask", "check_gamma"]
