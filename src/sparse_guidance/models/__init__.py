@@ -1,7 +1,9 @@
-"""Model registry: DiT/SiT sizes × patch sizes, each buildable dense, routed or masked.
+"""Model registry: DiT/SiT sizes × patch sizes, each buildable dense, routed or masked; and the
+text-to-image track's TR-DiT sizes (trdit.py), routed.
 
     build_model("SiT-XL/2", sparsity="routing", routes=["2:24"], train_gamma=0.5)
     build_model("SiT-XL/2", sparsity="masking")          # MaskDiT decoder of Table A2
+    build_trdit("TR-DiT-2.5B", routes=["2:30"], train_gamma=0.5)   # Table A1
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from ..errors import ConfigError
 from .conditioning import LabelEmbedder
 from .masking import MaskedSiT
 from .sit import Route, SiT
-from .sparsity import check_gamma, keep_to_mask, num_kept, select_tokens
+from .sparsity import check_gamma, gather_tokens, keep_to_mask, num_kept, scatter_tokens, select_tokens
+from .text import SYSTEM_PROMPT, PromptEmbedder
+from .trdit import TRDIT_SIZES, TRDiT, build_trdit
 
 # depth, width, heads (DiT Table 1), plus a tiny size for the embedded CPU default.
 SIZES = {
@@ -67,4 +71,5 @@ def on_meta():
 
 
 __all__ = ["MODELS", "SIZES", "SPARSITY", "build_model", "on_meta", "SiT", "MaskedSiT", "Route", "LabelEmbedder",
-           "select_tokens", "num_kept", "keep_to_mask", "check_gamma"]
+           "select_tokens", "gather_tokens", "scatter_tokens", "num_kept", "keep_to_mask", "check_gamma",
+           "TRDIT_SIZES", "TRDiT", "build_trdit", "PromptEmbedder", "SYSTEM_PROMPT"]

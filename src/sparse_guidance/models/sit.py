@@ -164,6 +164,19 @@ class Route:
                               "(block indices, both inclusive).")
 
 
+def check_routes(routes, depth: int):
+    """Routes must lie inside the blocks 0..depth-1 and must not overlap."""
+    last_end = -1
+    for r in sorted(routes, key=lambda r: r.start):
+        if not 0 <= r.start <= r.end < depth:
+            raise ConfigError(f"route {r.start}:{r.end} lies outside the model's blocks 0..{depth - 1}; "
+                              "a route needs 0 <= start <= end < depth.")
+        if r.start <= last_end:
+            raise ConfigError(f"route {r.start}:{r.end} overlaps an earlier route ending at block {last_end}; "
+                              "routes must not overlap.")
+        last_end = r.end
+
+
 class SiT(nn.Module):
     """Class-conditional SiT/DiT backbone predicting the velocity v(x_t, t, y) (Eq. 2).
 
@@ -199,15 +212,7 @@ class SiT(nn.Module):
         self.initialize_weights()
 
     def _check_routes(self):
-        last_end = -1
-        for r in sorted(self.routes, key=lambda r: r.start):
-            if not 0 <= r.start <= r.end < self.depth:
-                raise ConfigError(f"route {r.start}:{r.end} lies outside the model's blocks 0..{self.depth - 1}; "
-                                  "a route needs 0 <= start <= end < depth.")
-            if r.start <= last_end:
-                raise ConfigError(f"route {r.start}:{r.end} overlaps an earlier route ending at block {last_end}; "
-                                  "routes must not overlap.")
-            last_end = r.end
+        check_routes(self.routes, self.depth)
 
     # -- initialisation (adaLN-Zero: every block starts as the identity) ------------------------
     def initialize_weights(self):
