@@ -2,6 +2,7 @@
 
   imagenet.py       ImageNet-256 (paper scale): ImageFolder tree, ADM center crop
   fashion_mnist.py  embedded default: Fashion-MNIST padded to 32×32, checksums verified
+  scenes.py         embedded text-to-image data: procedural shapes with GenEval-template captions
   codecs.py         Codec interface; SD VAE (× 0.18215) and lossless space-to-depth; build_codec
   latents.py        encode_dataset -> memory-mappable shards + manifest (resumable); LatentDataset
 
@@ -14,7 +15,8 @@ from .fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
 from .fashion_mnist import FashionMNIST, load_fashion_mnist, read_idx
 from .imagenet import ImageNet, center_crop_arr, list_image_folder
 from .latents import EncodeReport, LatentDataset, encode_dataset, read_manifest
+from .scenes import Scenes
 
 __all__ = ["CODECS", "Codec", "SDVAECodec", "SpaceToDepthCodec", "build_codec", "FASHION_MNIST_CLASSES",
            "FashionMNIST", "load_fashion_mnist", "read_idx", "ImageNet", "center_crop_arr", "list_image_folder",
-           "EncodeReport", "LatentDataset", "encode_dataset", "read_manifest"]
+           "EncodeReport", "LatentDataset", "encode_dataset", "read_manifest", "Scenes"]
