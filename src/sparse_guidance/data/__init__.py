@@ -3,6 +3,7 @@
   imagenet.py       ImageNet-256 (paper scale): ImageFolder tree, ADM center crop
   fashion_mnist.py  embedded default: Fashion-MNIST padded to 32×32, checksums verified
   scenes.py         embedded text-to-image data: procedural shapes with GenEval-template captions
+  text_encoders.py  frozen text encoders (MiniLM offline; a causal LM on clusters), cached prompt banks
   codecs.py         Codec interface; SD VAE (× 0.18215) and lossless space-to-depth; build_codec
   latents.py        encode_dataset -> memory-mappable shards + manifest (resumable); LatentDataset
 

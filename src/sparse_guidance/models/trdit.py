@@ -34,7 +34,7 @@ FREQUENCY_SIZE = 256  # sinusoidal features of t, as in DiT/SiT
 TRDIT_SIZES = {
     "TR-DiT-2.5B": dict(hidden_size=2048, depth=34, num_heads=16, text_dim=1536, text_len=256),
     "TR-DiT-B": dict(hidden_size=768, depth=12, num_heads=12, text_dim=1536, text_len=256),
-    "TR-DiT-T": dict(hidden_size=128, depth=6, num_heads=4, text_dim=384, text_len=32),
+    "TR-DiT-T": dict(hidden_size=128, depth=6, num_heads=4, text_dim=384, text_len=48),
 }
 
 
