@@ -176,3 +176,27 @@ def test_sampler_guidance_and_flop_counter_take_it_unchanged():
         sample(model, "cfg", noise, torch.tensor([0, 1, PROMPTS]), steps=2)  # ∅ is not a prompt to sample
     g = {r: recipe_gflops(FlopCounter(model), r, 8) for r in ("unguided", "cfg", "sg_flops")}
     assert g["cfg"] == pytest.approx(2 * g["unguided"]) and g["sg_flops"] < g["cfg"]
+
+
+def test_trdit_trains_on_scene_latents_with_the_training_loop(tmp_path):
+    """train.py takes TR-DiT unchanged: routed at γ 0.5, prompt dropout to ∅, EMA, checkpoints; the
+    loss falls over 60 steps on 64 encoded scenes (captions as conditions, random prompt features)."""
+    from sparse_guidance.data import LatentDataset, Scenes, build_codec, encode_dataset
+    from sparse_guidance.train import TrainConfig, train
+    scenes = Scenes("train", n=64, seed=0)
+    encode_dataset(scenes, build_codec("space-to-depth", image_channels=3), tmp_path / "lat", progress=False)
+    latents = LatentDataset(tmp_path / "lat")
+    k = latents.num_classes
+    torch.manual_seed(0)
+    model = build_trdit("TR-DiT-T", depth=4, hidden_size=64, input_size=16, in_channels=12, num_prompts=k,
+                        routes=["1:2"], train_gamma=0.5)
+    g = torch.Generator().manual_seed(0)
+    model.cond_embedder.set_bank(torch.randn(k + 1, 48, 384, generator=g), torch.ones(k + 1, 48, dtype=torch.bool))
+    cfg = TrainConfig(steps=60, batch_size=16, lr=1e-3, ema_decay=0.9, ckpt_every=60, log_every=10)
+    train(model, latents, cfg, tmp_path / "run", progress=False)
+    lines = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    header, rows = lines[0].split(","), [dict(zip(lines[0].split(","), r.split(","))) for r in lines[1:]]
+    losses = [float(r["loss"]) for r in rows]
+    assert "loss" in header and len(losses) == 6 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert losses[-1] < losses[0], losses
+    assert (tmp_path / "run" / "last.pt").exists()
