@@ -3,7 +3,7 @@
 32×32 RGB images of one to four flat shapes in GenEval's ten colours on a grey ground, each with a
 caption written with GenEval's six prompt templates (single object, two objects, counting, colours,
 position, colour attribution) or as keywords, and the scene graph behind it (shape, colour, centre,
-box of every object) in GenEval's metadata form (tag, include, exclude, prompt), so that a sample
+pixel box of every object) in GenEval's metadata form (tag, include, exclude, prompt), so that a sample
 can be scored against exactly what its prompt asks.
 
     ds = Scenes("train", n=20000, seed=0)      # item: (3, 32, 32) in [-1, 1], caption index
@@ -33,6 +33,7 @@ RELATIONS = ("left of", "right of", "above", "below")
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr", "keywords")
 SPLIT_SEEDS = {"train": 0, "test": 1}
 RADIUS = (4, 6)  # object half-size in pixels, drawn uniformly
+POSITION_THRESHOLD = 0.1  # GenEval's position_threshold
 OUTPUTS = ("float", "uint8")
 
 
@@ -68,12 +69,29 @@ def render(objects: list[dict]) -> np.ndarray:
     return img
 
 
-def relation_holds(a: dict, relation: str, b: dict, margin: float = 0.1 * SIZE) -> bool:
-    """Object a is ``relation`` object b: its centre lies beyond b's by more than ``margin`` on that
-    axis, and further apart on that axis than on the other (GenEval's relative-position rule)."""
-    dx, dy = a["cx"] - b["cx"], a["cy"] - b["cy"]
-    along, across = {"left of": (-dx, dy), "right of": (dx, dy), "above": (-dy, dx), "below": (dy, dx)}[relation]
-    return along > margin and along > abs(across)
+def mask_box(mask: np.ndarray) -> list[float]:
+    """The pixel extent (x0, y0, x1, y1) of a mask, x1 and y1 one past the last pixel (a detector's box)."""
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def relative_position(box_a, box_b, threshold: float = POSITION_THRESHOLD) -> set[str]:
+    """GenEval's relations of box a to box b (x0, y0, x1, y1): the centre offset, shortened on each
+    axis by ``threshold`` × the two boxes' sizes there; a unit direction component beyond 0.5 of
+    the offset's length names a relation (y grows downwards: "above" is dy < -0.5)."""
+    a, b = np.asarray(box_a, float).reshape(2, 2), np.asarray(box_b, float).reshape(2, 2)
+    offset = a.mean(0) - b.mean(0)
+    revised = np.maximum(np.abs(offset) - threshold * (np.diff(a, axis=0)[0] + np.diff(b, axis=0)[0]), 0) * np.sign(offset)
+    if np.all(np.abs(revised) < 1e-3):
+        return set()
+    dx, dy = revised / np.linalg.norm(offset)
+    return {r for r, on in (("left of", dx < -0.5), ("right of", dx > 0.5), ("above", dy < -0.5),
+                            ("below", dy > 0.5)) if on}
+
+
+def relation_holds(a: dict, relation: str, b: dict) -> bool:
+    """Object a is ``relation`` object b by GenEval's rule on their rendered boxes."""
+    return relation in relative_position(a["box"], b["box"])
 
 
 def _place(rng, shapes, colors, relation=None, tries: int = 100) -> list[dict]:
@@ -87,7 +105,8 @@ def _place(rng, shapes, colors, relation=None, tries: int = 100) -> list[dict]:
             for _ in range(tries):
                 r = float(rng.uniform(RADIUS[0], hi))
                 cx, cy = (float(v) for v in rng.uniform(r + 1, SIZE - r - 1, size=2))
-                o = {"shape": s, "color": c, "cx": cx, "cy": cy, "r": r}
+                o = {"shape": s, "color": c, "cx": cx, "cy": cy, "r": r,
+                     "box": mask_box(shape_mask(s, cx, cy, r))}
                 if all(np.hypot(cx - p["cx"], cy - p["cy"]) > r + p["r"] + 2 for p in objs) and (
                         relation is None or len(objs) != 1 or relation_holds(objs[0], relation, o)):
                     objs.append(o)
@@ -95,9 +114,6 @@ def _place(rng, shapes, colors, relation=None, tries: int = 100) -> list[dict]:
             else:
                 break  # no room left for this object: start the scene again
         if len(objs) == len(shapes):
-            for o in objs:
-                o["box"] = [round(o["cx"] - o["r"], 2), round(o["cy"] - o["r"], 2),
-                            round(o["cx"] + o["r"], 2), round(o["cy"] + o["r"], 2)]
             return objs
     raise RuntimeError(f"no placement of {shapes} found")  # not reached at these sizes
 
