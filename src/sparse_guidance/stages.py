@@ -59,22 +59,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 # Data
 # ---------------------------------------------------------------------------------------------
 
-class _Subset(torch.utils.data.Dataset):
-    """The first n items of a dataset, keeping its ``classes`` (the latent manifest records them)."""
-
-    def __init__(self, dataset, n: int):
-        self.dataset, self.n = dataset, min(n, len(dataset))
-        self.classes = getattr(dataset, "classes", None)
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        if not 0 <= i < self.n:
-            raise IndexError(i)
-        return self.dataset[i]
-
-
 def training_images(cfg: dict, output: str = "float"):
     """The training image dataset of the config (items (image, label)), limited by data.train_limit."""
     d = cfg["data"]
@@ -84,7 +68,11 @@ def training_images(cfg: dict, output: str = "float"):
         if d["root"] is None:
             raise ConfigError("data.root is not set: give the ImageNet train folder (root/<synset>/<image>.JPEG).")
         ds = ImageNet(d["root"], image_size=d["image_size"], output=output)
-    return _Subset(ds, d["train_limit"]) if d["train_limit"] else ds
+    if not d["train_limit"]:
+        return ds
+    first = torch.utils.data.Subset(ds, range(min(d["train_limit"], len(ds))))
+    first.classes = getattr(ds, "classes", None)  # the latent manifest records them
+    return first
 
 
 def prepare_data(cfg: dict) -> dict:
@@ -92,7 +80,7 @@ def prepare_data(cfg: dict) -> dict:
     and record what will be used in data/dataset.json."""
     d = cfg["data"]
     ds = training_images(cfg, output="uint8")
-    base = ds.dataset if isinstance(ds, _Subset) else ds
+    base = ds.dataset if isinstance(ds, torch.utils.data.Subset) else ds
     labels = np.asarray(base.targets if hasattr(base, "targets") else [base[i][1] for i in range(len(base))])
     labels = labels[:len(ds)]
     info = {"dataset": d["dataset"], "split": d["train_split"] if d["dataset"] == "fashion_mnist" else "train",
