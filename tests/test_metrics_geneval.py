@@ -6,8 +6,10 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
 from sparse_guidance import ConfigError
+from sparse_guidance.data import build_codec
 from sparse_guidance.data.scenes import Scenes, make_scene, relative_position, render
 from sparse_guidance.metrics import geneval as G
 
@@ -89,3 +91,12 @@ def test_bad_inputs_say_what_is_expected(classifier):
         G.detect(np.zeros((32, 32)), classifier)
     with pytest.raises(ConfigError, match="one per image"):
         G.geneval_scores(np.zeros((2, 32, 32, 3), np.uint8), [], classifier)
+
+
+def test_noise_finds_almost_no_objects(classifier, real):
+    """Decoded Gaussian latents (what an untrained model samples): blobs of saturated black and white
+    pixels, which the classifier's clutter class rejects."""
+    z = torch.randn(350, 12, 16, 16, generator=torch.Generator().manual_seed(0))
+    noise = ((build_codec("space-to-depth", image_channels=3).decode(z) + 1) * 127.5).round().clamp(0, 255)
+    scores = G.geneval_scores(noise.to(torch.uint8).permute(0, 2, 3, 1).numpy(), real.scenes, classifier)
+    assert scores["overall"] < 0.15, scores

@@ -11,10 +11,11 @@ reported apart).
 
 Here the detector is exact by construction, since a scene is flat colours on a grey ground:
   1. each pixel takes its nearest colour of the palette (the ten colours and the ground);
-  2. connected pixels of one colour form an object (8-connectivity, at least MIN_AREA pixels); its
+  2. connected pixels of one colour form a candidate (4-neighbours, at least MIN_AREA pixels); its
      colour confidence is how close its pixels are to the palette colour;
   3. a small shape classifier trained by the pipeline (``train_shape_classifier``, on masks of
-     rendered shapes) names its shape; confidence = colour confidence × shape probability.
+     rendered shapes and of noise blobs) names its shape or rejects it as clutter; confidence =
+     colour confidence × shape probability.
 ``check_detector`` scores real renders first: near 1.0 there is what makes a sample's score mean
 something.
 
@@ -36,6 +37,7 @@ THRESHOLD, COUNTING_THRESHOLD, MAX_OBJECTS = 0.3, 0.9, 16  # GenEval's defaults
 GENEVAL_TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 MIN_AREA = 6
 CROP = 12  # shape classifier input: the object's mask in its box, resized to CROP × CROP
+CONNECTIVITY = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]])  # 4-neighbours: a rendered shape is 4-connected
 PALETTE = np.array([BACKGROUND, *COLORS.values()], np.float32)  # (11, 3): 0 is the ground
 COLOR_NAMES = (None, *COLORS)
 COLOR_SCALE = 60.0  # RGB distance at which a pixel's colour confidence falls to 1/e
@@ -53,22 +55,38 @@ def mask_crop(mask: np.ndarray) -> torch.Tensor:
 
 
 class ShapeClassifier(nn.Module):
-    """(N, CROP, CROP) masks -> logits over SHAPES: a two-layer MLP."""
+    """(N, CROP, CROP) masks -> logits over SHAPES and, last, CLUTTER (a blob that is no shape, such as
+    noise gives): a two-layer MLP."""
 
     def __init__(self, hidden: int = 64):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(CROP * CROP, hidden), nn.ReLU(), nn.Linear(hidden, len(SHAPES)))
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(CROP * CROP, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, len(SHAPES) + 1))
 
     def forward(self, x):
         return self.net(x)
 
 
-def shape_examples(n: int, seed: int, flip_prob: float = 0.05):
-    """n (mask crop, shape index) pairs from rendered shapes at random sizes and places, a fraction
-    ``flip_prob`` of each object's pixels and their neighbours flipped (a sample is never exact)."""
+def clutter_mask(rng) -> np.ndarray:
+    """The largest connected blob of random pixels (density 0.3-0.7): what noise looks like."""
+    components, count = ndimage.label(rng.random((SIZE, SIZE)) < rng.uniform(0.3, 0.7), structure=CONNECTIVITY)
+    sizes = np.bincount(components.ravel())[1:]
+    return components == (int(sizes.argmax()) + 1) if count else np.zeros((SIZE, SIZE), bool)
+
+
+def shape_examples(n: int, seed: int, flip_prob: float = 0.05, clutter: float = 0.2):
+    """n (mask crop, class index) pairs: rendered shapes at random sizes and places with a fraction
+    ``flip_prob`` of their edge pixels flipped (a sample is never exact), and a fraction ``clutter``
+    of noise blobs (class len(SHAPES))."""
     rng = np.random.default_rng(seed)
     crops, labels = [], []
     while len(crops) < n:
+        if rng.random() < clutter:
+            m = clutter_mask(rng)
+            if m.sum() >= MIN_AREA:
+                crops.append(mask_crop(m))
+                labels.append(len(SHAPES))
+            continue
         k = int(rng.integers(len(SHAPES)))
         r = float(rng.uniform(RADIUS[0] - 1, RADIUS[1] + 1))
         cx, cy = rng.uniform(r + 1, SIZE - r - 1, size=2)
@@ -112,7 +130,7 @@ def detect(image: np.ndarray, classifier: ShapeClassifier) -> dict[str, list[dic
     nearest = dist.argmin(-1)
     found, crops = [], []
     for c in range(1, len(PALETTE)):
-        components, count = ndimage.label(nearest == c, structure=np.ones((3, 3)))
+        components, count = ndimage.label(nearest == c, structure=CONNECTIVITY)
         for k in range(1, count + 1):
             m = components == k
             if m.sum() < MIN_AREA:
@@ -127,6 +145,8 @@ def detect(image: np.ndarray, classifier: ShapeClassifier) -> dict[str, list[dic
         probs = classifier(torch.stack(crops)).softmax(-1).numpy()
         for obj, p in zip(found, probs):
             k = int(p.argmax())
+            if k == len(SHAPES):  # clutter: no object
+                continue
             obj["confidence"] = obj.pop("color_confidence") * float(p[k])
             objects.setdefault(SHAPES[k], []).append(obj)
     return {s: sorted(v, key=lambda o: -o["confidence"]) for s, v in objects.items()}
