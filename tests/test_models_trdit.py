@@ -3,11 +3,14 @@ TREAD routing with gathered positions, the 2.5B parameter count, and the sampler
 counter taking it unchanged."""
 from __future__ import annotations
 
+import csv
+
 import pytest
 import torch
 from torch import nn
 
 from conftest import randomize
+from script_helpers import load_script
 from sparse_guidance import ConfigError
 from sparse_guidance.flops import FlopCounter, recipe_gflops
 from sparse_guidance.models import on_meta
@@ -200,3 +203,14 @@ def test_trdit_trains_on_scene_latents_with_the_training_loop(tmp_path):
     assert "loss" in header and len(losses) == 6 and all(map(torch.isfinite, torch.tensor(losses)))
     assert losses[-1] < losses[0], losses
     assert (tmp_path / "run" / "last.pt").exists()
+
+
+def test_the_figure_a1_benchmark_writes_every_cell(tmp_path, capsys):
+    """scripts/benchmark_t2i_throughput.py at a grid of 0.5 (one SG cell): CFG, the paper's two
+    settings and the cell, each with images/s and its ratio to CFG."""
+    bench = load_script("benchmark_t2i_throughput")
+    bench.main(["--grid-step", "0.5", "--timed-steps", "1", "--batch", "2", "--out", str(tmp_path / "a1.csv")])
+    rows = list(csv.DictReader(open(tmp_path / "a1.csv")))
+    assert [r["setting"] for r in rows] == ["CFG (ω 1.8)", *bench.PAPER_SETTINGS, "SG γ 0/0.5"]
+    assert float(rows[0]["ratio_to_cfg"]) == 1.0 and all(float(r["images_per_s"]) > 0 for r in rows)
+    assert "| 2 | CFG (ω 1.8) |" in capsys.readouterr().out
