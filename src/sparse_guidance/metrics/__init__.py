@@ -9,6 +9,7 @@
   evaluate.py   evaluate_npz(): the metrics of the first n samples, each beside its count
   paired.py     paired_distance(): LPIPS, or offline the honestly named inception_pool3_cosine
   geneval.py    text-to-image (embedded): GenEval's rules on the scenes, with a detector by construction
+  image_text.py text-to-image (embedded): the scene-text score, a contrastive stand-in for HPSv3
 
     python -m sparse_guidance.metrics --samples S.npz --ref VIRTUAL_imagenet256_labeled.npz --n 5000
 """
