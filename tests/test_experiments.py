@@ -9,6 +9,7 @@ import pytest
 from sparse_guidance import config as X
 from sparse_guidance.layout import Layout, job_digest, resume_key
 from sparse_guidance.errors import ConfigError
+from sparse_guidance.metrics.geneval import GENEVAL_TAGS
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +221,15 @@ def test_the_schema_names_what_the_code_knows():
     assert tuple(props["resources"]["properties"]) == X.RESOURCE_RULES
     assert set(d["resource"]["properties"]) == set(X.RESOURCE_KEYS)
     paper = X.read_yaml("workflow/data/paper_results.yaml")  # the paper's numbers: one file, known columns
-    assert {k for rows in paper.values() for r in rows.values() for k in r} <= set(X.PAPER_KEYS)
+    imagenet = {e: rows for e, rows in paper.items() if e in X.EXPERIMENTS}
+    assert {k for rows in imagenet.values() for r in rows.values() for k in r} <= set(X.PAPER_KEYS)
+    # the text-to-image tables (no workflow target yet): HPSv3's categories and GenEval's six tags
+    categories = X.read_yaml("workflow/data/table4_literature.yaml")["categories"]
+    t2i = {"table4": {"label", "rank", "overall", "images_per_s", *categories},
+           "table5": {"label", "overall", *GENEVAL_TAGS}}
+    assert set(paper) == set(imagenet) | set(t2i)
+    for e, keys in t2i.items():
+        assert {k for r in paper[e].values() for k in r} <= keys, e
     assert set(d["data"]["properties"]["dataset"]["enum"]) == set(X.DATASETS)
     assert d["id"]["pattern"] == X.ID_RE.pattern
 
