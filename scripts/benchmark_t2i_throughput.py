@@ -11,8 +11,8 @@ The paper's model (GPU, bf16, 512² -> 64×64 latents, 1024 tokens; at most 6 mi
   python scripts/benchmark_t2i_throughput.py --model TR-DiT-2.5B --input-size 64 --in-channels 4 \\
       --device cuda --dtype bf16 --batch 1 8 --timed-steps 2 --out figA1-h200.csv
 
-Prints a Markdown table (CFG, the paper's two SG settings, the fastest cell) and, with --out, writes
-every cell as CSV (batch, setting, gamma_strong, gamma_weak, seconds_per_step, images_per_s, ratio_to_cfg).
+Prints a Markdown table (CFG, the paper's two SG settings, the fastest cell); with --plot draws the
+heatmap of time per image relative to CFG over (γ_strong, γ_weak); with --out writes every cell as CSV (batch, setting, gamma_strong, gamma_weak, seconds_per_step, images_per_s, ratio_to_cfg).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from sparse_guidance.figures import heatmaps, save_figure
 from sparse_guidance.guidance import resolve_recipe
 from sparse_guidance.models import build_trdit
 from sparse_guidance.sampling import guided_velocity, resolve_conditions
@@ -68,6 +69,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--out", default=None, help="CSV of every cell")
+    p.add_argument("--plot", default=None, help="heatmap of time per image relative to CFG (PNG, PDF, CSV)")
     a = p.parse_args(argv)
     if a.timed_steps < 1 or a.sampling_steps < 1 or not 0 < a.grid_step < 1:
         p.error("--timed-steps and --sampling-steps must be >= 1 and --grid-step in (0, 1).")
@@ -106,6 +108,17 @@ def main(argv=None):
             w.writeheader()
             w.writerows(rows)
         print(f"wrote {a.out} ({len(rows)} rows)")
+    if a.plot:
+        cells = [{**r, "time_vs_cfg": 1 / r["ratio_to_cfg"]}
+                 for r in rows if r["setting"].startswith("SG γ")]  # lower is faster: the box marks the fastest
+        fig = heatmaps(cells, value="time_vs_cfg", facet="batch", value_label="time per image ÷ CFG's",
+                       fmt="{:.2f}", panel_size=4.5,
+                       title=f"Fig. A1: {a.model}, {model.num_tokens} tokens, {a.device} {a.dtype}")
+        for ax in fig.axes[:-1]:  # the fastest cell is boxed; a 20 x 20 grid needs smaller print
+            ax.tick_params(axis="x", labelrotation=90)
+            for t in ax.texts:
+                t.set_fontsize(4)
+        print("wrote", ", ".join(str(x) for x in save_figure(fig, a.plot)))
 
 
 if __name__ == "__main__":

@@ -209,7 +209,9 @@ def test_the_figure_a1_benchmark_writes_every_cell(tmp_path, capsys):
     """scripts/benchmark_t2i_throughput.py at a grid of 0.5 (one SG cell): CFG, the paper's two
     settings and the cell, each with images/s and its ratio to CFG."""
     bench = load_script("benchmark_t2i_throughput")
-    bench.main(["--grid-step", "0.5", "--timed-steps", "1", "--batch", "2", "--out", str(tmp_path / "a1.csv")])
+    bench.main(["--grid-step", "0.5", "--timed-steps", "1", "--batch", "2", "--out", str(tmp_path / "a1.csv"),
+                "--plot", str(tmp_path / "a1")])
+    assert (tmp_path / "a1.png").stat().st_size > 0 and (tmp_path / "a1.pdf").exists()
     rows = list(csv.DictReader(open(tmp_path / "a1.csv")))
     assert [r["setting"] for r in rows] == ["CFG (ω 1.8)", *bench.PAPER_SETTINGS, "SG γ 0/0.5"]
     assert float(rows[0]["ratio_to_cfg"]) == 1.0 and all(float(r["images_per_s"]) > 0 for r in rows)
