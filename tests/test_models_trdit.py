@@ -50,7 +50,7 @@ def forward_with_positions_not_gathered(model, x, t, y, keep):
     first K positions), as if the positional indices were not masked with the tokens."""
     n = x.shape[0]
     tokens = model.x_embedder(x).flatten(2).transpose(1, 2)
-    angles = axial_rope_angles(model.positions, model.head_dim).expand(n, -1, -1)
+    angles = model.rope_angles.expand(n, -1, -1)
     t_emb = model.t_embedder(TimestepEmbedder.frequencies(t, FREQUENCY_SIZE))
     t6 = model.t_block(torch.nn.functional.silu(t_emb)).view(n, 6, -1)
     context, mask = model.y_embedder(y)

@@ -177,6 +177,24 @@ def check_routes(routes, depth: int):
         last_end = r.end
 
 
+def active_routes(routes, gamma: float, keep=None) -> tuple[dict, set]:
+    """The routes a forward takes: {start block: route} and the end blocks, both empty at γ = 0
+    without ``keep`` (the dense forward); ConfigError when a model without routes is asked to route."""
+    if not (gamma > 0 or keep is not None):
+        return {}, set()
+    if not routes:
+        raise ConfigError(f"gamma={gamma} asks for token routing, but this model has no routes; "
+                          "build it with routes=[(start, end)] or sample it at gamma=0.")
+    return {r.start: r for r in routes}, {r.end for r in routes}
+
+
+def unpatchify(x, patch_size: int, grid: int, channels: int):
+    """(N, T, p²·C) -> (N, C, H, W)."""
+    p, g, c = patch_size, grid, channels
+    x = x.reshape(x.shape[0], g, g, p, p, c)
+    return x.permute(0, 5, 1, 3, 2, 4).reshape(x.shape[0], c, g * p, g * p)  # (N, C, g, p, g, p)
+
+
 class SiT(nn.Module):
     """Class-conditional SiT/DiT backbone predicting the velocity v(x_t, t, y) (Eq. 2).
 
@@ -245,10 +263,7 @@ class SiT(nn.Module):
         return self.y_embedder
 
     def unpatchify(self, x):
-        """(N, T, p²·C) -> (N, C, H, W)."""
-        p, g, c = self.patch_size, self.grid, self.out_channels
-        x = x.reshape(x.shape[0], g, g, p, p, c)
-        return x.permute(0, 5, 1, 3, 2, 4).reshape(x.shape[0], c, g * p, g * p)  # (N, C, g, p, g, p)
+        return unpatchify(x, self.patch_size, self.grid, self.out_channels)
 
     def embed(self, x, t, y):
         """Tokens (N, T, D) with positions added once at the input, and the adaLN vector c (N, D)."""
@@ -268,12 +283,8 @@ class SiT(nn.Module):
         subset from ``generator`` unless ``keep`` (N, K) fixes the kept indices for all routes.
         """
         gamma = check_gamma(gamma)
-        if (gamma > 0 or keep is not None) and not self.routes:
-            raise ConfigError(f"gamma={gamma} asks for token routing, but this model has no routes; "
-                              "build it with routes=[(start, end)] or sample it at gamma=0.")
+        starts, ends = active_routes(self.routes, gamma, keep)
         tokens, c = self.embed(x, t, y)
-        starts = {r.start: r for r in self.routes} if (gamma > 0 or keep is not None) else {}
-        ends = {r.end for r in starts.values()}
         saved = route_keep = None
         for i, block in enumerate(self.blocks):
             if i in starts:

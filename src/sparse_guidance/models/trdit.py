@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .llama import Attention, SwiGLU, axial_rope_angles, grid_positions, swiglu_hidden
-from .sit import Route, TimestepEmbedder, check_routes
+from .sit import Route, TimestepEmbedder, active_routes, check_routes, unpatchify
 from .sparsity import check_gamma, gather_tokens, scatter_tokens, select_tokens
 from .text import PromptEmbedder
 
@@ -80,14 +80,14 @@ class TRDiT(nn.Module):
         self.grid = input_size // patch_size
         self.num_tokens = self.grid ** 2
         self.head_dim = hidden_size // num_heads
-        axial_rope_angles(torch.zeros(1, 2), self.head_dim)  # the head width must suit axial RoPE
 
         self.x_embedder = nn.Conv2d(in_channels, hidden_size, kernel_size=patch_size, stride=patch_size, bias=False)
         self.t_embedder = nn.Sequential(nn.Linear(FREQUENCY_SIZE, hidden_size, bias=False), nn.SiLU(),
                                         nn.Linear(hidden_size, hidden_size, bias=False))
         self.t_block = nn.Linear(hidden_size, 6 * hidden_size, bias=False)  # adaLN-single
         self.y_embedder = PromptEmbedder(num_prompts, text_dim, text_len, hidden_size, num_heads, refiner_depth)
-        self.register_buffer("positions", grid_positions(self.grid), persistent=False)  # (T, 2)
+        self.register_buffer("rope_angles", axial_rope_angles(grid_positions(self.grid), self.head_dim),
+                             persistent=False)  # (T, d/2): each patch's (h, w) rotation, computed once
         self.blocks = nn.ModuleList([TRDiTBlock(hidden_size, num_heads) for _ in range(depth)])
         self.final_norm = nn.RMSNorm(hidden_size, eps=1e-6, elementwise_affine=False)
         self.final_table = nn.Parameter(torch.zeros(2, hidden_size))
@@ -114,27 +114,20 @@ class TRDiT(nn.Module):
         return self.y_embedder
 
     def unpatchify(self, x):
-        """(N, T, p²·C) -> (N, C, H, W)."""
-        p, g, c = self.patch_size, self.grid, self.out_channels
-        x = x.reshape(x.shape[0], g, g, p, p, c)
-        return x.permute(0, 5, 1, 3, 2, 4).reshape(x.shape[0], c, g * p, g * p)
+        return unpatchify(x, self.patch_size, self.grid, self.out_channels)
 
     def forward(self, x, t, y, gamma: float = 0.0, generator: torch.Generator | None = None, keep=None):
         """Velocity (N, C, H, W) for latents x, times t (N,) in [0, 1] and prompt indices y (N,).
         gamma and keep route tokens as in SiT.forward; their (h, w) angles travel with them."""
         gamma = check_gamma(gamma)
-        if (gamma > 0 or keep is not None) and not self.routes:
-            raise ConfigError(f"gamma={gamma} asks for token routing, but this model has no routes; "
-                              "build it with routes=[(start, end)] or sample it at gamma=0.")
+        starts, ends = active_routes(self.routes, gamma, keep)
         n = x.shape[0]
         tokens = self.x_embedder(x).flatten(2).transpose(1, 2)  # (N, T, D)
-        angles = axial_rope_angles(self.positions, self.head_dim).expand(n, -1, -1)  # (N, T, d/2)
+        angles = self.rope_angles.expand(n, -1, -1)  # (N, T, d/2)
         freqs = TimestepEmbedder.frequencies(t, FREQUENCY_SIZE).to(self.t_embedder[0].weight.dtype)
         t_emb = self.t_embedder(freqs)  # (N, D)
         t6 = self.t_block(F.silu(t_emb)).view(n, 6, -1)  # (N, 6, D)
         context, context_mask = self.y_embedder(y)  # (N, L, D), (N, L)
-        starts = {r.start: r for r in self.routes} if (gamma > 0 or keep is not None) else {}
-        ends = {r.end for r in starts.values()}
         saved = route_keep = None
         for i, block in enumerate(self.blocks):
             if i in starts:
