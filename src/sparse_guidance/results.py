@@ -44,7 +44,8 @@ def load(cfg: dict, experiment: str) -> pd.DataFrame:
     """One row per row of an experiment: its setting (method, setting, recipe, omega, run, sparsity,
     step, iteration, seed, source), its tags as columns, its metrics (fid, sfid, is, prec, rec, acc;
     distance_* for Fig. 7's paired distances), GFLOPs per sampling step (and ΔGFLOPs to the baseline
-    row), sampling time and the paper's values (paper_<key>). Rows that reuse another experiment's samples (same_as) read that row's files."""
+    row), sampling time and the paper's values (paper_<key>). Rows that reuse another experiment's
+    samples (same_as) read that row's files."""
     layout, exp = Layout(cfg), C.experiment(cfg, experiment)
     paper = C.paper_results().get(experiment, {})
     base_of_baseline = exp["rows"][exp["baseline"]].get("tags", {}).get("base", exp["baseline"])

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .latents import to_model_range
 
 SIZE = 32
 BACKGROUND = (128, 128, 128)
@@ -193,6 +194,4 @@ class Scenes(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         img = self.images[i]  # (3, 32, 32) uint8
-        if self.output == "float":
-            img = img.float() / 127.5 - 1.0
-        return img, self.targets[i]
+        return (to_model_range(img) if self.output == "float" else img), self.targets[i]

@@ -73,11 +73,15 @@ class TextEncoder:
         self.model = loader.from_pretrained(self.path, local_files_only=True).to(self.device).eval()
         self.model.requires_grad_(False)
         self.width = int(self.model.config.hidden_size)
+        self._weights_digest = None
 
     def weights_digest(self) -> str:
-        """Content hash of the encoder's weight files (the cache key: other weights, other features)."""
-        files = sorted(p for p in self.path.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
-        return digest({p.name: file_hash(p) for p in files})
+        """Content hash of the encoder's weight files (the cache key: other weights, other features);
+        read once per encoder, not at every bank."""
+        if self._weights_digest is None:
+            files = sorted(p for p in self.path.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+            self._weights_digest = digest({p.name: file_hash(p) for p in files})
+        return self._weights_digest
 
     @torch.no_grad()
     def __call__(self, prompts: list[str], batch_size: int = 64):

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.latents import to_model_range
 from ..errors import ConfigError
 
 NAME = "scene-text score"
@@ -52,7 +53,7 @@ def _as_float_images(images) -> torch.Tensor:
         raise ConfigError(f"images of shape {tuple(x.shape)}; give (N, 3, 32, 32) or (N, 32, 32, 3).")
     if x.shape[-1] == 3 and x.shape[1] != 3:
         x = x.permute(0, 3, 1, 2)
-    return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float()
+    return to_model_range(x)
 
 
 def train_scene_text_scorer(scenes, bank: dict, steps: int = 600, batch_size: int = 128, lr: float = 2e-3,
