@@ -39,6 +39,9 @@ except ConfigError as err:
     raise WorkflowError(f"invalid configuration (preset {PRESET!r}): {err}") from None
 validate(CFG, "workflow/schemas/config.schema.yaml")  # the schema load_config checked, read by Snakemake too
 R = CFG["results_dir"]  # results/<preset> unless results_dir says otherwise: every path below starts here
+# The text-to-image track (workflow/rules/text_to_image.smk): a configuration of its own, results under RT.
+T2I = C.track_config(CFG, "text_to_image") if CFG.get("text_to_image") else None
+RT = T2I["results_dir"] if T2I else None
 
 # Jobs run the papermill of the environment that runs Snakemake (the project's .venv), or with
 # --sdm conda the one of the rule's conda environment.
@@ -63,7 +66,7 @@ NOTEBOOK = " ".join([
 CONDA_ENV = "envs/sparse-guidance.yaml"  # used only with --sdm conda
 
 wildcard_constraints:
-    experiment="|".join(CFG["experiments"]),
+    experiment="|".join([*CFG["experiments"], *(T2I["experiments"] if T2I else [])]),
     row=C.ID_RE.pattern.strip("^$"),
     run="|".join(CFG["runs"]),
 
@@ -77,10 +80,11 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/text_to_image.smk"
 
 
 # `all`: every table and figure of the config.
 rule all:
     default_target: True
     input:
-        [report_outputs(e) for e in CFG["experiments"]],
+        [report_outputs(e) for e in [*CFG["experiments"], *(T2I["experiments"] if T2I else [])]],

@@ -111,6 +111,9 @@ def test_dry_runs_every_preset_and_profile(repo, tmp_path):
                 "train_dense", "sample", "evaluate", "report_table", "report_figure", "all", "table2"]
         jobs += ["classifier"] if "classifier" in cfg else []  # the embedded figure grids' feature network
         jobs += [f"finetune_{r}" for r in cfg["runs"] if cfg["runs"][r].get("init")]
+        if cfg.get("text_to_image"):  # the text-to-image track's jobs and targets
+            jobs += ["t2i_prepare_data", "t2i_encode_latents", "t2i_text_features", "t2i_scorers", "t2i_train_routing",
+                     "t2i_sample", "t2i_evaluate", "t2i_report_table"]
         for job in jobs:
             assert f"rule {job}:" in text or f"{job}:" in text, f"{profile}/{preset}: no {job} job\n{text[-2000:]}"
         n = sampled_rows(preset)
@@ -183,8 +186,8 @@ def test_a_failing_notebook_keeps_its_executed_copy(repo, tmp_path):
 def test_notebooks_are_clean_and_parameterised():
     assert [p.name for p in NOTEBOOKS] == [
         "01_prepare_data.ipynb", "02_encode_latents.ipynb", "03_reference_stats.ipynb", "04_train.ipynb",
-        "05_sample.ipynb", "06_evaluate.ipynb", "08_classifier.ipynb", "10_table2.ipynb",
-        "11_table1.ipynb", "12_table3.ipynb", "20_fig1.ipynb", "21_fig2.ipynb", "22_fig4.ipynb", "23_fig5.ipynb",
+        "05_sample.ipynb", "06_evaluate.ipynb", "07_text_features.ipynb", "08_classifier.ipynb", "09_scorers.ipynb",
+        "10_table2.ipynb", "11_table1.ipynb", "12_table3.ipynb", "13_table4.ipynb", "14_table5.ipynb", "20_fig1.ipynb", "21_fig2.ipynb", "22_fig4.ipynb", "23_fig5.ipynb",
         "24_fig6.ipynb", "25_fig7.ipynb", "26_fig8.ipynb", "30_sample_grids.ipynb"]
     rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
     assert set(re.findall(r"notebooks/\d\d_\w+\.ipynb", rules)) == {f"notebooks/{p.name}" for p in NOTEBOOKS}
@@ -301,6 +304,27 @@ def test_smoke_figures(repo, smoke_run):
     assert sorted(r["model"] for r in fig8) == ["masking", "routing"]
 
 
+def test_smoke_tables_4_and_5(repo, smoke_run):
+    """The text-to-image track ran inside `all`: Tables 4-5 beside the others, its files under t2i/."""
+    assert smoke_run[0].returncode == 0
+    res = repo / "results" / "smoke"
+    t4 = read_csv(res / "tables" / "table4.csv")
+    assert [r["row"] for r in t4] == ["unguided", "cfg", "sg"]
+    for r in t4:
+        assert float(r["gflops"]) > 0 and float(r["images_per_s"]) > 0 and r["scene_overall"] and r["paper_overall"]
+    assert float(t4[1]["gflops"]) == pytest.approx(2 * float(t4[0]["gflops"]), rel=1e-4)
+    md4 = (res / "tables" / "table4.md").read_text()
+    assert "scene-text score" in md4 and "| Kolors" in md4 and "TR-DiT-2.5B + SG (Ours)" in md4
+    t5 = read_csv(res / "tables" / "table5.csv")
+    ours = [r for r in t5 if r["kind"] == "ours"]
+    assert [r["method"] for r in ours] == ["unguided (ours)", "+ CFG (ours)", "+ CFG + SG (ours)"]
+    assert all(0 <= float(r["overall"]) <= 1 and float(r["gflops"]) > 0 for r in ours)
+    assert len([r for r in t5 if r["kind"] == "literature"]) == 9
+    for stage in ("prepare_data", "text_features", "scorers", "train-routing", "sample-table5-cfg_sg",
+                  "evaluate-table4-sg", "report-table5"):
+        assert (res / "t2i" / "notebooks" / f"{stage}.ipynb").exists(), stage
+
+
 def test_rule_paths_are_the_layouts(repo):
     """The readable path patterns of the rules and the library's Layout name the same files."""
     from sparse_guidance import config as X
@@ -319,6 +343,16 @@ def test_rule_paths_are_the_layouts(repo):
         for r, row in exp["rows"].items():
             if not row.get("same_as"):
                 want |= {L.samples(e, r), L.sample_info(e, r), L.metrics(e, r)}
+    t2i = X.track_config(cfg)  # the text-to-image track: its own layout under R/t2i, tables in R/tables
+    T = Layout(t2i)
+    want |= {T.dataset, T.prompts, T.latents, T.text_features("train"), T.text_features("eval"), T.shape_classifier,
+             T.scene_text_scorer, T.scorers_info}
+    want |= {f for run in t2i["runs"] for f in train_outputs(t2i, run).values()}
+    for e, exp in t2i["experiments"].items():
+        want |= {T.table(e, x) for x in ("csv", "md", "tex")}
+        for r, row in exp["rows"].items():
+            if not row.get("same_as"):
+                want |= {T.samples(e, r), T.sample_info(e, r), T.metrics(e, r)}
     assert outputs == want, (sorted(outputs - want)[:5], sorted(want - outputs)[:5])
 
 

@@ -33,7 +33,8 @@ from .data.codecs import CODECS
 from .errors import ConfigError
 from .guidance import resolve_recipe
 from .io import check_writable_folder
-from .models import MODELS, build_model, on_meta
+from .data.text_encoders import ENCODER_WIDTHS
+from .models import MODELS, TRDIT_SIZES, build_model, on_meta
 
 PRESETS_DIRNAME = Path("workflow") / "config"
 SCHEMA_PATH = Path("workflow") / "schemas" / "config.schema.yaml"
@@ -44,14 +45,21 @@ DATASETS = {"fashion_mnist": 10, "imagenet": 1000}  # dataset -> number of class
 FASHION_MNIST_SPLITS = {"train": 60000, "test": 10000}
 FASHION_MNIST_SIZE = 32  # 28 x 28 padded by 2 on each side (data/fashion_mnist.py)
 # Experiments the workflow knows how to report (one report rule and notebook each; the schema's
-# experiments): the paper's ImageNet tables and figures. The text-to-image ones (Tables 4-5, Figs. 9, A1-A4) come later.
+# experiments): the paper's ImageNet tables and figures, and those of the text-to-image track (the
+# experiments of its section, text_to_image). Figs. 9, A1-A4 of that track come later.
 TABLES = ("table1", "table2", "table3")
 FIGURES = ("fig1", "fig2", "fig4", "fig5", "fig6", "fig7", "fig8", "figA5", "figA6", "figA7", "figA8", "figA9")
 EXPERIMENTS = TABLES + FIGURES
+TEXT_TABLES = ("table4", "table5")
+TEXT_EXPERIMENTS = TEXT_TABLES
+# Tracks: a section of the config that is a configuration of its own (data, model, runs, sampling,
+# metrics, experiments) sharing the preset's name, compute and resources (track_config), and the
+# folder under results_dir its results go to.
+TRACKS = {"text_to_image": "t2i"}
 # Resource entries a config may set (rule families of workflow/rules/*.smk; the schema's
 # resources), and what each holds.
 RESOURCE_RULES = ("default", "prepare_data", "encode_latents", "reference_stats", "classifier", "train",
-                  "finetune", "sample", "evaluate", "report")
+                  "finetune", "sample", "evaluate", "report", "text_features", "scorers")
 RESOURCE_KEYS = {"threads": 1, "gpu": 0, "mem_mb": 4000, "runtime": 60}
 DECODER_KEYS = {"depth": "decoder_depth", "width": "decoder_width", "heads": "decoder_heads"}
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -224,6 +232,8 @@ def _check_data(d: dict):
 
 
 def _check_model(m: dict, data: dict):
+    if data["dataset"] == "scenes":
+        return _check_text_model(m, data)
     if m["name"] not in MODELS:
         raise ConfigError(f"model.name={m['name']!r} is not a registered model; known: {', '.join(MODELS)}.")
     down, channels = codec_geometry(data["codec"])
@@ -237,6 +247,39 @@ def _check_model(m: dict, data: dict):
     if m["num_classes"] != DATASETS[data["dataset"]]:
         raise ConfigError(f"model.num_classes={m['num_classes']} but {data['dataset']} has "
                           f"{DATASETS[data['dataset']]} classes.")
+
+
+def _check_text_data(d: dict):
+    if d["codec"]["name"] != "space-to-depth":
+        raise ConfigError(f"data.codec.name={d['codec']['name']!r}: the scenes are encoded with the lossless "
+                          "space-to-depth codec ({name: space-to-depth, image_channels: 3}).")
+    if int(d["codec"].get("image_channels", 1)) != 3:
+        raise ConfigError("data.codec.image_channels must be 3: the scenes are RGB.")
+    if d["encode"]["flip"]:
+        raise ConfigError("data.encode.flip must be false: a flip turns 'left of' into 'right of'.")
+    enc = d["text_encoder"]
+    if enc["name"] == "causal-lm" and not enc["path"]:
+        raise ConfigError("data.text_encoder.path is missing: 'causal-lm' reads a local model folder (InternVL3-2B's "
+                          "language model saved with save_pretrained; README, text-to-image track).")
+
+
+def _check_text_model(m: dict, data: dict):
+    if m["name"] not in TRDIT_SIZES:
+        raise ConfigError(f"model.name={m['name']!r} is not a TR-DiT size; known: {', '.join(TRDIT_SIZES)}.")
+    size = {**TRDIT_SIZES[m["name"]], **m}
+    down, channels = codec_geometry(data["codec"])
+    if data["image_size"] // down != m["input_size"] or channels != m["in_channels"]:
+        raise ConfigError(f"model: input_size={m['input_size']}, in_channels={m['in_channels']} do not match the "
+                          f"latents of {data['image_size']}px RGB scenes through the codec "
+                          f"({data['image_size'] // down}, {channels}).")
+    enc = data["text_encoder"]
+    if size["text_len"] != enc["max_length"]:
+        raise ConfigError(f"model.text_len={size['text_len']} but the text encoder reads max_length="
+                          f"{enc['max_length']} tokens (data.text_encoder.max_length); make them equal.")
+    width = ENCODER_WIDTHS.get(enc["name"])
+    if width is not None and size["text_dim"] != width:
+        raise ConfigError(f"model.text_dim={size['text_dim']} but text encoder {enc['name']!r} gives {width}-wide "
+                          "token states.")
 
 
 def model_kwargs(cfg: dict, run: str) -> tuple[str, str, dict]:
@@ -305,7 +348,7 @@ def _check_metrics(m: dict, sampling: dict, where: str = "metrics"):
     if m["n"] > sampling["num_samples"]:
         raise ConfigError(f"{where}.n={m['n']} exceeds sampling.num_samples={sampling['num_samples']}: "
                           "a metric can only use the samples drawn.")
-    if {"prec", "rec"} & set(m["metrics"]) and m["n"] < 4:
+    if "extractor" in m and {"prec", "rec"} & set(m["metrics"]) and m["n"] < 4:
         raise ConfigError(f"{where}.n={m['n']}: precision/recall (k=3) need at least 4 samples.")
 
 
@@ -442,7 +485,8 @@ def _check_experiments(cfg: dict) -> dict:
             _check_run_name(cfg, e["run"], f"{where}.run")
         sampling = schema.validate({**cfg["sampling"], **(e.get("sampling") or {})}, config_schema(), "sampling",
                                    f"{where}.sampling")
-        metrics = schema.validate({**cfg["metrics"], **(e.get("metrics") or {})}, config_schema(), "metrics",
+        metrics_def = "text_metrics" if cfg.get("track") == "text_to_image" else "metrics"
+        metrics = schema.validate({**cfg["metrics"], **(e.get("metrics") or {})}, config_schema(), metrics_def,
                                   f"{where}.metrics")
         _check_metrics(metrics, sampling, f"{where}.metrics")
         rows = dict(e.get("rows") or {})
@@ -518,18 +562,54 @@ def validate(cfg: dict) -> dict:
         cfg["results_dir"] = f"results/{cfg['name']}"
     cfg["results_dir"] = cfg["results_dir"].rstrip("/") or "/"
     check_writable_folder(cfg["results_dir"], "results_dir", "choose another results_dir")
-    _check_data(cfg["data"])
+    _check_sections(cfg)
+    if cfg.get("text_to_image") is not None:
+        track_config(cfg, "text_to_image")  # its own checks, at load time (errors name the section)
+    return cfg
+
+
+def _check_sections(cfg: dict) -> None:
+    """The checks across data, model, runs, metrics and experiments, of a config or of a track."""
+    if cfg["data"]["dataset"] == "scenes":
+        _check_text_data(cfg["data"])
+    else:
+        _check_data(cfg["data"])
     _check_model(cfg["model"], cfg["data"])
     _check_runs(cfg)
     _check_metrics(cfg["metrics"], cfg["sampling"])
     cfg["experiments"] = _check_experiments(cfg)
+    if cfg.get("track"):
+        return
     uses_classifier = any(e["metrics"]["extractor"] == "classifier" for e in cfg["experiments"].values())
     if uses_classifier or cfg.get("classifier") is not None:
         cfg["classifier"] = schema.validate(cfg.get("classifier") or {}, config_schema(), "classifier", "classifier")
         if cfg["data"]["dataset"] != "fashion_mnist":
             raise ConfigError("metrics.extractor 'classifier' is the pipeline's Fashion-MNIST classifier; with "
                               f"{cfg['data']['dataset']} use an Inception extractor (auto).")
-    return cfg
+
+
+def track_config(cfg: dict, track: str = "text_to_image") -> dict:
+    """A track of a validated config as a configuration of its own: its section (data, model, runs,
+    sampling, metrics, experiments; schema-checked and filled by validate) with the config's name,
+    compute and resources, results under ``<results_dir>/<TRACKS[track]>``, and ``track`` set.
+    Stages, layouts, digests and results take it as they take the config itself."""
+    if track not in TRACKS:
+        raise ConfigError(f"unknown track {track!r}; tracks: {', '.join(TRACKS)}.")
+    if cfg.get("track"):
+        if cfg["track"] == track:
+            return cfg
+        raise ConfigError(f"this is the config of track {cfg['track']!r}, not of a whole preset.")
+    if cfg.get(track) is None:
+        raise ConfigError(f"config {cfg['name']!r} has no {track} section (presets with one: embedded, smoke).")
+    out = {"name": cfg["name"], "track": track, "results_dir": f"{cfg['results_dir']}/{TRACKS[track]}",
+           "reports_dir": cfg["results_dir"],  # its tables and figures beside the others
+           "compute": copy.deepcopy(cfg["compute"]), "resources": copy.deepcopy(cfg.get("resources") or {}),
+           **copy.deepcopy(cfg[track])}
+    try:
+        _check_sections(out)
+    except ConfigError as e:
+        raise ConfigError(f"{track}: {e}") from e
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def _threads_per_process(threads: int | None, nproc: int) -> int | None:
 
 
 def launch_training(preset, overrides: dict | None, run: str, nproc: int, *, threads: int | None = None,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, track: str | None = None) -> dict:
     """Train ``run`` with ``nproc`` processes started by torch's elastic launcher (standalone, this
     machine), streaming their output here. Returns the run's summary.json content; raises
     ConfigError (a bad config or state, as the processes reported it) or RuntimeError (any other
@@ -86,6 +86,8 @@ def launch_training(preset, overrides: dict | None, run: str, nproc: int, *, thr
                "--overrides", json.dumps(dict(overrides or {})), "--run-name", str(run)]
         if per_proc:
             cmd += ["--threads", str(per_proc)]
+        if track:
+            cmd += ["--track", str(track)]
         if not progress:
             cmd += ["--no-progress"]
         print(f"launching {nproc} training processes: torch.distributed.run --standalone "
@@ -159,6 +161,7 @@ def main(argv=None) -> int:
     # --run-name, not --run, on the launcher's command line: torch.distributed.run's own parser takes
     # "--run" for an abbreviation of its --run-path and stops.
     t.add_argument("--run-name", "--run", dest="run", required=True)
+    t.add_argument("--track", default=None, help="a track of the config (text_to_image)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads of this process")
     t.add_argument("--no-progress", dest="progress", action="store_false")
     args = ap.parse_args(argv)
@@ -170,7 +173,7 @@ def main(argv=None) -> int:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     initialized = False
     try:
-        cfg = setup(args.preset, json.loads(args.overrides))
+        cfg = setup(args.preset, json.loads(args.overrides), args.track)
         if args.threads:
             torch.set_num_threads(args.threads)
         device = stages.device_of(cfg)

@@ -23,6 +23,7 @@ class Layout:
 
     def __init__(self, cfg: dict):
         self.root = cfg["results_dir"]
+        self.reports_root = cfg.get("reports_dir") or self.root  # a track's tables and figures go with the others
         p = self.path
         self.dataset = p("data", "dataset.json")                      # prepare_data
         self.latents_dir = p("latents", "train")                       # encode_latents: shards ...
@@ -33,9 +34,16 @@ class Layout:
         self.classifier_reference = p("classifier", "reference.npz")   # ... its reference statistics
         self.classifier_info = p("classifier", "info.json")
         self.cache = p("cache")                                        # feature caches of the metrics
+        # the text-to-image track (config.track_config: results_dir is <results>/t2i)
+        self.prompts = p("data", "prompts.json")                       # prepare_data: evaluation prompts + metadata
+        self.shape_classifier = p("scorers", "shape_classifier.pt")    # scorers: GenEval's detector ...
+        self.scene_text_scorer = p("scorers", "scene_text.pt")         # ... the scene-text score
+        self.scorers_info = p("scorers", "info.json")                  # ... and their checks on real renders
 
     def path(self, *parts) -> str:
         return "/".join([self.root, *map(str, parts)])
+
+    def text_features(self, split): return self.path("text", f"{split}.pt")  # noqa: E704  text_features: train, eval
 
     # training: the resumable state (not a workflow output: a rerun continues it) and the published files
     def run_dir(self, run): return self.path("runs", run)                                   # noqa: E704
@@ -52,8 +60,9 @@ class Layout:
     def samples(self, experiment, row): return self.path("samples", experiment, f"{row}.npz")       # noqa: E704
     def sample_info(self, experiment, row): return self.path("samples", experiment, f"{row}.json")  # noqa: E704
     def metrics(self, experiment, row): return self.path("metrics", experiment, f"{row}.json")      # noqa: E704
-    def table(self, experiment, ext): return self.path("tables", f"{experiment}.{ext}")             # noqa: E704
-    def figure(self, experiment, ext): return self.path("figures", f"{experiment}.{ext}")           # noqa: E704
+    def table(self, experiment, ext): return f"{self.table_stem(experiment)}.{ext}"                  # noqa: E704
+    def table_stem(self, experiment): return f"{self.reports_root}/tables/{experiment}"             # noqa: E704
+    def figure(self, experiment, ext): return f"{self.reports_root}/figures/{experiment}.{ext}"     # noqa: E704
 
 
 def train_outputs(cfg: dict, run: str) -> dict:
@@ -74,11 +83,23 @@ def _runs_of(cfg: dict, rows) -> dict:
     return {r: cfg["runs"][r] for r in sorted(names)}
 
 
+def data_identity(d: dict) -> dict:
+    """What names a config's training data (not where it is read from, nor how it is encoded)."""
+    if d["dataset"] == "scenes":
+        return {k: d[k] for k in ("dataset", "image_size", "train", "eval")}
+    return {k: d[k] for k in ("dataset", "root", "train_split", "train_limit", "image_size")}
+
+
 def job_config(cfg: dict, stage: str, **ids) -> dict:
     """The part of the configuration one job's result depends on. Stages: prepare_data,
     encode_latents, reference_stats, classifier, train (run), sample and evaluate (experiment, row),
-    report (experiment)."""
-    data = {k: cfg["data"][k] for k in ("dataset", "root", "train_split", "train_limit", "image_size")}
+    report (experiment); in the text-to-image track also text_features and scorers."""
+    data = data_identity(cfg["data"])
+    if stage == "text_features":
+        return {"data": data, "text_encoder": cfg["data"]["text_encoder"]}
+    if stage == "scorers":
+        return {"data": data, "text_encoder": cfg["data"]["text_encoder"],
+                "metrics": {k: cfg["metrics"][k] for k in ("detector", "scene_text")}}
     if stage == "prepare_data":
         return {"data": data}
     if stage == "encode_latents":
@@ -116,6 +137,8 @@ def resume_key(cfg: dict, run: str) -> dict:
     r.pop("label", None)
     for k in RESUMABLE_KEYS:
         r["train"].pop(k, None)
-    data = {k: cfg["data"][k] for k in ("dataset", "train_split", "train_limit", "image_size", "codec")}
+    data = {**{k: v for k, v in data_identity(cfg["data"]).items() if k != "root"}, "codec": cfg["data"]["codec"]}
     data["encode"] = {k: cfg["data"]["encode"][k] for k in ("flip", "dtype", "seed")}
+    if "text_encoder" in cfg["data"]:  # other prompt features: another model
+        data["text_encoder"] = cfg["data"]["text_encoder"]
     return {"model": cfg["model"], "run": r, "data": data}

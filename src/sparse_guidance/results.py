@@ -20,6 +20,21 @@ from .io import read_json
 from .layout import Layout, job_digest
 
 METRIC_KEYS = ("fid", "sfid", "is", "prec", "rec", "acc", "distance_value")
+TEXT_METRICS = {"geneval": "geneval", "scene_text": "scene"}  # a text-to-image row's scores -> column prefix
+
+
+def text_metric_columns(m: dict) -> dict:
+    """A text-to-image row's scores as columns: geneval_<tag> (and geneval_overall, the mean of
+    GenEval's six tags), scene_<tag> and scene_overall (the scene-text score), and <prefix>_n_<tag>."""
+    out = {}
+    for key, prefix in TEXT_METRICS.items():
+        for tag, v in (m.get(key) or {}).items():
+            if tag == "n":
+                out.update({f"{prefix}_n_{t}": c for t, c in v.items()})
+            elif tag != "name":
+                out[f"{prefix}_{tag}"] = v
+    return out
+
 
 def _fresh(cfg: dict, stage: str, experiment: str, row: str, record: dict, path: str) -> dict:
     want = job_digest(cfg, stage, experiment=experiment, row=row)
@@ -72,6 +87,10 @@ def load(cfg: dict, experiment: str) -> pd.DataFrame:
                **{k: v for k, v in tags.items() if k not in ("base", "seed")},
                "baseline": base == base_of_baseline,
                **{f"paper_{k}": paper.get(base, {}).get(k) for k in C.PAPER_KEYS}}
+        if cfg.get("track") == "text_to_image":  # scores per tag; the paper's per category (Tables 4-5)
+            rec.update(text_metric_columns(m))
+            rec["images_per_s"] = 1 / info["seconds_per_sample"] if info.get("seconds_per_sample") else None
+            rec.update({f"paper_{k}": v for k, v in paper.get(base, {}).items()})
         records.append(rec)
         if rid == exp["baseline"]:
             baseline_gflops = info["gflops"]

@@ -24,6 +24,7 @@ from . import config as C
 from .checkpoint import load_weights, read_checkpoint
 from .data import FashionMNIST, ImageNet, LatentDataset, build_codec, encode_dataset
 from .data.fashion_mnist import find_fashion_mnist
+from .data.scenes import Scenes, evaluation_prompts
 from .errors import ConfigError
 from .flops import FlopCounter, recipe_gflops
 from .guidance import resolve_recipe
@@ -62,6 +63,8 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 def training_images(cfg: dict, output: str = "float"):
     """The training image dataset of the config (items (image, label)), limited by data.train_limit."""
     d = cfg["data"]
+    if d["dataset"] == "scenes":  # the text-to-image track: labels index the captions (ds.classes)
+        return Scenes("train", n=d["train"]["n"], seed=d["train"]["seed"], tags=d["train"]["tags"], output=output)
     if d["dataset"] == "fashion_mnist":
         ds = FashionMNIST(d["train_split"], root=d["root"], download=d["download"], output=output)
     else:
@@ -77,16 +80,22 @@ def training_images(cfg: dict, output: str = "float"):
 
 def prepare_data(cfg: dict) -> dict:
     """Check that the dataset is present and readable (Fashion-MNIST: checksums; downloads if allowed)
-    and record what will be used in data/dataset.json."""
+    and record what will be used in data/dataset.json. The scenes of the text-to-image track are
+    rendered here, and their evaluation prompts (with GenEval's metadata) go to data/prompts.json."""
     d = cfg["data"]
     ds = training_images(cfg, output="uint8")
     base = ds.dataset if isinstance(ds, torch.utils.data.Subset) else ds
     labels = np.asarray(base.targets if hasattr(base, "targets") else [base[i][1] for i in range(len(base))])
     labels = labels[:len(ds)]
-    info = {"dataset": d["dataset"], "split": d["train_split"] if d["dataset"] == "fashion_mnist" else "train",
-            "root": str(getattr(base, "root", None) or _fashion_root(d)), "count": len(ds),
-            "source_count": len(base), "num_classes": C.DATASETS[d["dataset"]],
-            "class_histogram": np.bincount(labels, minlength=C.DATASETS[d["dataset"]]).tolist(),
+    if d["dataset"] == "scenes":
+        num_classes, root = len(base.classes), "procedural (data/scenes.py)"
+        prompts = evaluation_prompts(d["eval"]["prompts_per_tag"], d["eval"]["seed"], d["eval"]["tags"])
+        write_json(Layout(cfg).prompts, {"prompts": prompts, "tags": sorted({p["tag"] for p in prompts})})
+    else:
+        num_classes, root = C.DATASETS[d["dataset"]], str(getattr(base, "root", None) or _fashion_root(d))
+    info = {"dataset": d["dataset"], "split": d.get("train_split", "train"), "root": root, "count": len(ds),
+            "source_count": len(base), "num_classes": num_classes,
+            "class_histogram": np.bincount(labels, minlength=num_classes).tolist(),
             "image_shape": list(ds[0][0].shape), "classes": list(getattr(base, "classes", []))}
     write_json(Layout(cfg).dataset, info)
     return info
@@ -142,12 +151,19 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
         raise ConfigError(f"latents in {layout.latents_dir!r} have shape {dataset.latent_shape}; model "
                           f"{cfg['model']['name']} expects ({cfg['model']['in_channels']}, "
                           f"{cfg['model']['input_size']}, {cfg['model']['input_size']}). Re-encode them.")
-    if dataset.num_classes != cfg["model"]["num_classes"]:
+    text = is_text(cfg)
+    if not text and dataset.num_classes != cfg["model"]["num_classes"]:
         raise ConfigError(f"latents in {layout.latents_dir!r} have {dataset.num_classes} classes; model "
                           f"{cfg['model']['name']} has model.num_classes={cfg['model']['num_classes']}. Re-encode them.")
     with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, not from the process's RNG
         torch.manual_seed(2**62 + tc.seed)    # (apart from the per-step seeds seed * 1_000_003 + step)
         model = C.build_run_model(cfg, run)
+    if text:  # the captions' features, in the order of the latents' labels
+        bank = prompt_features(cfg, "train", expect=read_json(layout.dataset)["classes"])
+        if len(bank["prompts"]) != dataset.num_classes:
+            raise ConfigError(f"latents in {layout.latents_dir!r} have {dataset.num_classes} captions, the prompt "
+                              f"features {len(bank['prompts'])}; re-encode them (snakemake --forcerun encode_latents).")
+        model.cond_embedder.set_bank(bank["features"], bank["mask"])
     device = device or device_of(cfg)
     if world > 1 and torch.device(device).type == "cuda" and torch.device(device).index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # DDP: this rank's GPU
@@ -209,10 +225,37 @@ def _check_state(cfg: dict, run: str, state: Path, tc):
 
 
 def load_run_model(cfg: dict, run: str, checkpoint, device=None, weights: str = "ema"):
-    """A run's model with the weights of a checkpoint (the EMA by default), in eval mode."""
+    """A run's model with the weights of a checkpoint (the EMA by default), in eval mode; a text
+    model reads the evaluation prompts' features (its conditions index them)."""
     model = C.build_run_model(cfg, run)
     load_weights(model, read_checkpoint(checkpoint), weights)
+    if is_text(cfg):
+        bank = prompt_features(cfg, "eval")
+        model.cond_embedder.set_bank(bank["features"], bank["mask"])
     return model.to(device or device_of(cfg)).eval()
+
+
+def is_text(cfg: dict) -> bool:
+    """Whether a config is the text-to-image track's (conditions index prompts, not classes)."""
+    return cfg["data"]["dataset"] == "scenes"
+
+
+def prompt_features(cfg: dict, split: str, expect=None) -> dict:
+    """The cached prompt bank of the text-to-image track (text_features job): 'train' (the training
+    captions, in the latents' label order) or 'eval' (the evaluation prompts)."""
+    path = Layout(cfg).text_features(split)
+    bank = read_checkpoint(path)
+    if expect is not None and list(bank["prompts"]) != list(expect):
+        raise ConfigError(f"the prompt features in {path!r} are not those of the latents' captions; remake them "
+                          f"(snakemake {path} --config preset={cfg['name']}).")
+    return bank
+
+
+def num_conditions(cfg: dict) -> int:
+    """How many conditions samples cycle through: the classes, or the track's evaluation prompts."""
+    if is_text(cfg):
+        return len(read_json(Layout(cfg).prompts)["prompts"])
+    return cfg["model"]["num_classes"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,8 +274,9 @@ def sample_noise(cfg: dict, start: int, stop: int, seed: int | None = None) -> t
 
 def sample_labels(cfg: dict, start: int, stop: int, seed: int | None = None, labels: str | None = None
                   ) -> torch.Tensor:
-    """Class labels of samples [start, stop): balanced (i mod K) or uniform random from (seed, i)."""
-    k = cfg["model"]["num_classes"]
+    """Class labels (or prompt indices) of samples [start, stop): balanced (i mod K) or uniform random
+    from (seed, i)."""
+    k = num_conditions(cfg)
     seed = cfg["sampling"]["seed"] if seed is None else seed
     idx = torch.arange(start, stop)
     if (labels or cfg["sampling"]["labels"]) == "balanced":

@@ -29,6 +29,18 @@ CSV_COLUMNS = ("row", "method", "setting", "recipe", "run", "sparsity", "iterati
 TABLE3_CSV = ("method", "kind", "epochs", "iteration", "fid", "fid_std", "sfid", "is", "prec", "rec", "fid_n", "scale",
               "source")
 ARROW = {"↓": r"$\downarrow$", "↑": r"$\uparrow$"}
+# The text-to-image tables: GenEval's six tags (Table 5), the scenes' tags (the scene-text score of
+# Table 4 at the embedded scale) and HPSv3's twelve categories (the paper's Table 4).
+GENEVAL_COLUMNS = (("overall", "Overall"), ("single_object", "Single"), ("two_object", "Two"),
+                   ("counting", "Counting"), ("colors", "Colors"), ("position", "Position"),
+                   ("color_attr", "Color Attr."))
+SCENE_TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr", "keywords")
+HPS_CATEGORIES = ("characters", "arts", "design", "architecture", "animals", "natural_scenery", "transportation",
+                  "products", "others", "plants", "food", "science")
+TABLE5_CSV = ("method", "kind", *(k for k, _ in GENEVAL_COLUMNS), "keywords", "gflops", "scale", "source")
+TABLE4_CSV = ("row", "method", "setting", "recipe", "gflops", "delta_gflops", "images_per_s", "seconds_per_sample",
+              "scene_overall", *(f"scene_{t}" for t in SCENE_TAGS), "geneval_overall", "paper_overall",
+              *(f"paper_{c}" for c in HPS_CATEGORIES), "paper_images_per_s")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,6 +135,71 @@ def table3_frame(cfg: dict, df: pd.DataFrame, literature: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
+# Tables 4-5: the text-to-image track
+# ---------------------------------------------------------------------------------------------
+
+def _literature(literature: str, experiment: str) -> list[dict]:
+    path = C.repo_root() / literature
+    if not path.is_file():
+        raise ConfigError(f"literature file {literature!r} does not exist (experiments.{experiment}.literature).")
+    lit = C.read_yaml(path).get("rows")
+    if not isinstance(lit, list) or not all(isinstance(r, dict) and "method" in r for r in lit):
+        raise ConfigError(f"{literature!r}: 'rows' must list mappings with at least 'method'.")
+    return lit
+
+
+def table5_frame(cfg: dict, df: pd.DataFrame, literature: str) -> pd.DataFrame:
+    """GenEval (Table 5): the literature rows and the paper's own (as printed, GenEval at 512² or more),
+    then ours at this scale (GenEval's rules on the scenes' detector; 'keywords' is the scenes' extra tag)."""
+    keys = [k for k, _ in GENEVAL_COLUMNS]
+    rows = [{"method": r["method"], "kind": "literature", **{k: r.get(k) for k in keys},
+             "source": f"paper's Table 5 {r.get('ref', '')}".strip(), "scale": "GenEval (553 prompts × 4)"}
+            for r in _literature(literature, "table5")]
+    rows += [{"method": r["paper_label"] or f"{r['method']} (paper)", "kind": "paper",
+              **{k: r.get(f"paper_{k}") for k in keys}, "source": "Krause et al., Table 5",
+              "scale": "GenEval (553 prompts × 4)"} for r in df.to_dict("records") if r.get("paper_overall") is not None]
+    rows += [{"method": f"{r['method']} (ours)", "kind": "ours", **{k: r.get(f"geneval_{k}") for k in keys},
+              "keywords": r.get("geneval_keywords"), "gflops": r.get("gflops"),
+              "source": f"this repository, config {cfg['name']}",
+              "scale": f"scenes 32², {sum(v for k, v in r.items() if k.startswith('geneval_n_') and v):,} images"}
+             for r in df.to_dict("records")]
+    frame = pd.DataFrame(rows, dtype=object)
+    return frame.reindex(columns=list(dict.fromkeys([*TABLE5_CSV, *frame.columns])))
+
+
+def table5_columns(frame: pd.DataFrame) -> list[tuple]:
+    """Method, GenEval's overall and six tags; for our rows also the scenes' keywords tag and GFLOPs per step."""
+    g = gflops_digits([v for v in frame["gflops"] if not _missing(v)])
+    return [("method", "Method", "{}"), *((k, f"{h} ↑", "{:.2f}") for k, h in GENEVAL_COLUMNS),
+            ("keywords", "Keywords ↑", "{:.2f}"), ("gflops", "GFLOPs ↓", f"{{:.{g}f}}")]
+
+
+def table4_columns(df: pd.DataFrame) -> list[tuple]:
+    """Ours (Table 4 at this scale): the scene-text score per scene tag, GFLOPs per step, images/s."""
+    g = gflops_digits(df["gflops"])
+    tags = [t for t in SCENE_TAGS if f"scene_{t}" in df]
+    return [("method", "Method", "{}"), ("setting", "Setting", "{}"), ("gflops", "GFLOPs ↓", f"{{:.{g}f}}"),
+            ("images_per_s", "images/s ↑", "{:.1f}"), ("scene_overall", "Overall ↑", "{:.3f}"),
+            *((f"scene_{t}", t.replace("_", " ").capitalize(), "{:.3f}") for t in tags)]
+
+
+def table4_paper_frame(df: pd.DataFrame, literature: str) -> pd.DataFrame:
+    """The paper's Table 4 as printed (HPSv3 per category; literature rows from HPSv3's own table and
+    the paper's TR-DiT-2.5B rows), ranked by the overall score."""
+    rows = [{**r, "kind": "literature"} for r in _literature(literature, "table4")]
+    rows += [{"method": r["paper_label"], "kind": "paper", "rank": r.get("paper_rank"),
+              "overall": r.get("paper_overall"), **{c: r.get(f"paper_{c}") for c in HPS_CATEGORIES}}
+             for r in df.to_dict("records") if r.get("paper_overall") is not None]
+    frame = pd.DataFrame(rows, dtype=object)
+    return frame.sort_values("overall", ascending=False, key=lambda v: v.astype(float)).reset_index(drop=True)
+
+
+def table4_paper_columns() -> list[tuple]:
+    return [("rank", "Rank", "{}"), ("method", "Method", "{}"), ("overall", "Overall ↑", "{:.2f}"),
+            *((c, c.replace("_", " ").title(), "{:.2f}") for c in HPS_CATEGORIES)]
+
+
+# ---------------------------------------------------------------------------------------------
 # Captions
 # ---------------------------------------------------------------------------------------------
 
@@ -140,9 +217,33 @@ def scale_note(cfg: dict, experiment: str, df: pd.DataFrame) -> str:
             + (f" Mean ± standard deviation over {k} sampling seeds." if k > 1 else ""))
 
 
+def text_scale_note(cfg: dict, experiment: str) -> str:
+    """What our text-to-image rows are: model, data, sampler, how many images over how many prompts."""
+    exp, run = C.experiment(cfg, experiment), cfg["runs"][C.experiment(cfg, experiment)["run"]]
+    s, d = exp["sampling"], cfg["data"]
+    return (f"Ours ({cfg['name']}): {cfg['model']['name']} + {run['sparsity']}"
+            + (f" (routes {', '.join(run['routes'])}, γ_train={run.get('train_gamma')})" if run["routes"] else "")
+            + f", {run['train']['steps']:,} training steps on {d['train']['n']:,} procedural 32² scenes, "
+            f"text encoder {d['text_encoder']['name']}; {s['solver'].capitalize()} {s['steps']} steps, the first "
+            f"{exp['metrics']['n']:,} samples over the evaluation prompts ({d['eval']['prompts_per_tag']} per tag at most).")
+
+
 def caption(cfg: dict, experiment: str, df: pd.DataFrame) -> str:
     exp = C.experiment(cfg, experiment)
     own = exp.get("caption") or ""
+    if experiment == "table5":
+        return " ".join(p for p in [own, "GenEval overall = the mean of its six tags. Literature and paper rows as "
+                                    "printed in the paper's Table 5.", text_scale_note(cfg, experiment),
+                                    "Our rows apply GenEval's rules (thresholds, counting, relative position) to "
+                                    "an exact detector of the scenes (metrics/geneval.py), not to Mask2Former and "
+                                    "CLIP on natural images: compare them with each other only."] if p)
+    if experiment == "table4":
+        return " ".join(p for p in [own, text_scale_note(cfg, experiment),
+                                    "Score: the scene-text score (a contrastive image-text model trained by the "
+                                    "pipeline on real scenes; metrics/image_text.py), the embedded stand-in for "
+                                    "HPSv3, per scene tag; it is not HPSv3. GFLOPs per sampling step; images/s "
+                                    "measured by the sampling job on this machine. Below: the paper's Table 4 "
+                                    "(HPSv3) as printed."] if p)
     if experiment == "table2":
         m, s = exp["metrics"], exp["sampling"]
         run = cfg["runs"][exp["run"] or df["run"].iloc[0]]
@@ -211,9 +312,12 @@ def to_latex(shown: pd.DataFrame, caption: str = "", label: str = "tab:table") -
     return "% generated by sparse_guidance.tables; needs \\usepackage{booktabs}\n" + body
 
 
-def write(stem, raw: pd.DataFrame, shown: pd.DataFrame, caption: str = "", csv_columns=CSV_COLUMNS) -> None:
-    """<stem>.csv (the raw numbers), .md and .tex (the table as shown), each written atomically."""
+def write(stem, raw: pd.DataFrame, shown: pd.DataFrame, caption: str = "", csv_columns=CSV_COLUMNS,
+          extra: list[tuple[pd.DataFrame, str]] = ()) -> None:
+    """<stem>.csv (the raw numbers), .md and .tex (the table as shown, then each ``extra`` (shown,
+    caption) table after it), each written atomically."""
     label = f"tab:{str(stem).rsplit('/', 1)[-1]}"
     write_text(f"{stem}.csv", raw.reindex(columns=list(csv_columns)).to_csv(index=False))
-    write_text(f"{stem}.md", to_markdown(shown, caption))
-    write_text(f"{stem}.tex", to_latex(shown, caption, label))
+    write_text(f"{stem}.md", "\n".join(to_markdown(t, c) for t, c in [(shown, caption), *extra]))
+    write_text(f"{stem}.tex", "\n".join(to_latex(t, c, label + ("" if i == 0 else f"-{i}"))
+                                        for i, (t, c) in enumerate([(shown, caption), *extra])))

@@ -28,15 +28,23 @@ JOB_ENV = "SPARSE_GUIDANCE_JOB"              # set by every rule's command: "1" 
 OVERRIDES_ENV = "SPARSE_GUIDANCE_OVERRIDES"  # the --config overrides of the workflow run (JSON)
 
 
-def setup(preset: str = C.DEFAULT_PRESET, overrides: dict | None = None) -> dict:
+def setup(preset: str = C.DEFAULT_PRESET, overrides: dict | None = None, track: str | None = None) -> dict:
     """What every notebook does first: work from the repository root (where the config's relative
     paths point) and load and validate the config, with ``overrides`` or, in a workflow job, the
-    run's --config overrides. Torch's CPU threads follow OMP_NUM_THREADS (the job's threads)."""
+    run's --config overrides; with ``track`` (text_to_image) that track's config (config.track_config).
+    Torch's CPU threads follow OMP_NUM_THREADS (the job's threads)."""
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: text bars
     os.chdir(C.repo_root())
     if not overrides and in_workflow():
         overrides = json.loads(os.environ.get(OVERRIDES_ENV, "{}"))
-    return C.load_config(preset, overrides)
+    cfg = C.load_config(preset, overrides)
+    return C.track_config(cfg, track) if track else cfg
+
+
+def rule_name(cfg: dict, rule: str) -> str:
+    """The name of a rule in the workflow for a config or a track's config (t2i_<rule>), for
+    ``build(..., omit_from=rule_name(cfg, "sample"))``."""
+    return f"{C.TRACKS[cfg['track']]}_{rule}" if cfg.get("track") else rule
 
 
 def in_workflow() -> bool:

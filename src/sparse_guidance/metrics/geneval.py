@@ -60,6 +60,7 @@ class ShapeClassifier(nn.Module):
 
     def __init__(self, hidden: int = 64):
         super().__init__()
+        self.hidden = hidden
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(CROP * CROP, hidden), nn.ReLU(),
                                  nn.Linear(hidden, len(SHAPES) + 1))
 

