@@ -88,3 +88,4 @@ rule all:
     default_target: True
     input:
         [report_outputs(e) for e in [*CFG["experiments"], *(T2I["experiments"] if T2I else [])]],
+        report_outputs("figA1") if T2I else [],

@@ -1,10 +1,8 @@
 """Figure A1: text-to-image sampling throughput (images/s) of Sparse Guidance over (γ_strong, γ_weak),
 beside CFG's, for TR-DiT with random weights (throughput does not depend on them).
 
-Each cell times a few Euler steps of the guided velocity (both branches, as sampling.sample runs
-them) after a warm-up, and reports images/s at --sampling-steps steps (time per step is the same at
-every step for a constant γ). Cells are γ_strong < γ_weak on a grid of --grid-step (0.05: 190 cells;
-Eq. 6 needs a capacity gap, so the recipe refuses γ_strong = γ_weak).
+The measurement is sparse_guidance.throughput (the workflow's figA1 target runs it on the trained
+embedded model); this tool runs it on any TR-DiT size with random weights.
 
 Embedded size (CPU):  python scripts/benchmark_t2i_throughput.py
 The paper's model (GPU, bf16, 512² -> 64×64 latents, 1024 tokens; at most 6 minutes at batch 1 and 8):
@@ -18,42 +16,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import time
 
 import torch
 
-from sparse_guidance.figures import heatmaps, save_figure
-from sparse_guidance.guidance import resolve_recipe
+from sparse_guidance import throughput as TP
+from sparse_guidance.figures import save_figure
 from sparse_guidance.models import build_trdit
-from sparse_guidance.sampling import guided_velocity, resolve_conditions
-
-PAPER_SETTINGS = {  # App. B.2
-    "SG (HPSv3 setting: ω 1.8, γ 0.1/0.8)": {"preset": "sg", "omega": 1.8, "gamma_strong": 0.1, "gamma_weak": 0.8},
-    "CFG+SG (GenEval setting: ω 2.5, γ 0.2/0.7)": {"preset": "cfg+sg", "omega": 2.5, "gamma_strong": 0.2,
-                                                   "gamma_weak": 0.7},
-}
-
-
-def sg_recipe(gamma_strong: float, gamma_weak: float) -> dict:
-    return {"preset": "sg", "omega": 1.8, "gamma_strong": gamma_strong, "gamma_weak": gamma_weak}
-
-
-def seconds_per_step(model, recipe, batch: int, steps: int, device, dtype, prompts: int) -> float:
-    g = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(batch, model.in_channels, model.input_size, model.input_size, device=device)
-    y = torch.randint(0, prompts, (batch,), device=device)
-    t = torch.full((), 0.5, device=device)
-    r = resolve_recipe(recipe, num_steps=steps)
-    conds = resolve_conditions(r, model.cond_embedder, y, g)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        guided_velocity(model, r, x, t, conds, 0, steps, g)  # warm-up (allocations, kernels)
-        sync()
-        t0 = time.perf_counter()
-        for i in range(steps):
-            guided_velocity(model, r, x, t, conds, i, steps, g)
-        sync()
-    return (time.perf_counter() - t0) / steps
 
 
 def main(argv=None):
@@ -79,29 +47,11 @@ def main(argv=None):
     with torch.device(device):
         model = build_trdit(a.model, input_size=a.input_size, in_channels=a.in_channels, num_prompts=16,
                             routes=[route], train_gamma=0.5).eval()
-    n = int(round(1 / a.grid_step))
-    gammas = [round(i * a.grid_step, 4) for i in range(n)]  # 0 .. 0.95 at 0.05
-    cells = [(gs, gw) for gs in gammas for gw in gammas if gs < gw]
-    rows = []
     print(f"{a.model} route {route}, {model.num_tokens} image tokens, {a.device} {a.dtype}, "
-          f"threads={torch.get_num_threads()}, {len(cells)} SG cells, images/s at {a.sampling_steps} steps")
-    for batch in a.batch:
-        cfg = seconds_per_step(model, {"preset": "cfg", "omega": 1.8}, batch, a.timed_steps, device, dtype, 16)
-        settings = [("CFG (ω 1.8)", {"preset": "cfg", "omega": 1.8}), *PAPER_SETTINGS.items(),
-                    *((f"SG γ {gs:g}/{gw:g}", sg_recipe(gs, gw)) for gs, gw in cells)]
-        for name, recipe in settings:
-            s = cfg if name.startswith("CFG (") else seconds_per_step(model, recipe, batch, a.timed_steps, device,
-                                                                       dtype, 16)
-            rows.append({"batch": batch, "setting": name, "gamma_strong": recipe.get("gamma_strong"),
-                         "gamma_weak": recipe.get("gamma_weak"), "seconds_per_step": s,
-                         "images_per_s": batch / (s * a.sampling_steps), "ratio_to_cfg": cfg / s})
-    print("| batch | setting | images/s | × CFG |\n|---:|---|---:|---:|")
-    for batch in a.batch:
-        mine = [r for r in rows if r["batch"] == batch]
-        best = max(mine[3:], key=lambda r: r["images_per_s"])
-        for r in [*mine[:3], best]:
-            name = r["setting"] if r is not best else f"fastest grid cell ({r['setting']})"
-            print(f"| {batch} | {name} | {r['images_per_s']:.3f} | {r['ratio_to_cfg']:.2f} |")
+          f"threads={torch.get_num_threads()}, {len(TP.grid_cells(a.grid_step))} SG cells, images/s at "
+          f"{a.sampling_steps} steps")
+    rows = TP.measure(model, a.batch, a.timed_steps, a.sampling_steps, a.grid_step, device, dtype)
+    print(TP.summary_markdown(rows))
     if a.out:
         with open(a.out, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -109,15 +59,7 @@ def main(argv=None):
             w.writerows(rows)
         print(f"wrote {a.out} ({len(rows)} rows)")
     if a.plot:
-        cells = [{**r, "time_vs_cfg": 1 / r["ratio_to_cfg"]}
-                 for r in rows if r["setting"].startswith("SG γ")]  # lower is faster: the box marks the fastest
-        fig = heatmaps(cells, value="time_vs_cfg", facet="batch", value_label="time per image ÷ CFG's",
-                       fmt="{:.2f}", panel_size=4.5,
-                       title=f"Fig. A1: {a.model}, {model.num_tokens} tokens, {a.device} {a.dtype}")
-        for ax in fig.axes[:-1]:  # the fastest cell is boxed; a 20 x 20 grid needs smaller print
-            ax.tick_params(axis="x", labelrotation=90)
-            for t in ax.texts:
-                t.set_fontsize(4)
+        fig = TP.heatmap(rows, title=f"Fig. A1: {a.model}, {model.num_tokens} tokens, {a.device} {a.dtype}")
         print("wrote", ", ".join(str(x) for x in save_figure(fig, a.plot)))
 
 

@@ -12,6 +12,7 @@ from torch import nn
 from conftest import randomize
 from script_helpers import load_script
 from sparse_guidance import ConfigError
+from sparse_guidance import throughput as TP
 from sparse_guidance.flops import FlopCounter, recipe_gflops
 from sparse_guidance.models import on_meta
 from sparse_guidance.models.llama import apply_rope, axial_rope_angles, grid_positions, swiglu_hidden
@@ -213,6 +214,6 @@ def test_the_figure_a1_benchmark_writes_every_cell(tmp_path, capsys):
                 "--plot", str(tmp_path / "a1")])
     assert (tmp_path / "a1.png").stat().st_size > 0 and (tmp_path / "a1.pdf").exists()
     rows = list(csv.DictReader(open(tmp_path / "a1.csv")))
-    assert [r["setting"] for r in rows] == ["CFG (ω 1.8)", *bench.PAPER_SETTINGS, "SG γ 0/0.5"]
+    assert [r["setting"] for r in rows] == ["CFG (ω 1.8)", *TP.PAPER_SETTINGS, "SG γ 0/0.5"]
     assert float(rows[0]["ratio_to_cfg"]) == 1.0 and all(float(r["images_per_s"]) > 0 for r in rows)
     assert "| 2 | CFG (ω 1.8) |" in capsys.readouterr().out

@@ -206,3 +206,62 @@ def test_training_refuses_prompt_features_of_other_captions(t2i, tmp_path):
     torch.save(bank, L.text_features("train"))
     with pytest.raises(ConfigError, match="not those of the latents' captions"):
         P.run_training(cfg, "routing", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures 1 (bottom right), 9, A1-A4
+# ---------------------------------------------------------------------------------------------
+
+def test_prompt_diversity_is_zero_for_copies_and_grows_with_differences():
+    rng = np.random.default_rng(0)
+    same = np.repeat(rng.integers(0, 256, (1, 8, 8, 3), dtype=np.uint8), 4, axis=0)
+    other = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    div = TTI.prompt_diversity(np.concatenate([same, other, other[:1]]), np.array([0] * 4 + [1] * 4 + [2]))
+    assert div[0] == 0.0 and div[1] > 0.3 and 2 not in div  # one image: no pair
+    black, white = np.zeros((1, 2, 2, 3), np.uint8), np.full((1, 2, 2, 3), 255, np.uint8)
+    assert TTI.prompt_diversity(np.concatenate([black, white]), np.array([5, 5])) == {5: 1.0}
+
+
+def test_a_tile_holds_a_prompts_samples():
+    imgs = np.zeros((4, 8, 8, 3), np.uint8)
+    assert TTI.tile(imgs).shape == (17, 17, 3) and TTI.tile(imgs[:3]).shape == (17, 17, 3)
+    assert TTI.tile(imgs[:2]).shape == (8, 17, 3)
+
+
+@needs_minilm
+def test_figure_prompts_default_to_one_per_tag_and_bad_ones_are_named(t2i):
+    prompts = read_json(Layout(t2i).prompts)["prompts"]
+    chosen = TTI.plot_prompts(t2i, "fig9")
+    assert [prompts[i]["tag"] for i in chosen] == list(dict.fromkeys(p["tag"] for p in prompts))
+    bad = {**t2i, "experiments": {**t2i["experiments"], "fig9": {**t2i["experiments"]["fig9"], "plot": {"prompts": [99]}}}}
+    with pytest.raises(ConfigError, match=r"plot.prompts \[99\]"):
+        TTI.plot_prompts(bad, "fig9")
+    df = R.load(t2i, "fig9")
+    rows, titles = TTI.prompt_rows(t2i, df, chosen[:3])
+    assert list(rows) == ["CFG", "SG"] and len(rows["SG"]) == 3 == len(titles)
+    table = TTI.diversity_table(t2i, df)
+    assert set(table["method"]) == {"CFG", "SG"} and set(table["tag"]) == {p["tag"] for p in prompts}
+
+
+@needs_minilm
+def test_throughput_is_measured_once_per_setting(t2i, monkeypatch):
+    first = TTI.throughput(t2i, progress=False)
+    assert first["setting"].tolist() == ["CFG (ω 1.8)", *TTI.TP.PAPER_SETTINGS, "SG γ 0/0.5"]
+    assert (first["images_per_s"] > 0).all() and first["ratio_to_cfg"].iloc[0] == 1.0
+    info = read_json(Layout(t2i).throughput_info)
+    assert info["run"] == "routing" and info["sampling_steps"] == t2i["sampling"]["steps"]
+    monkeypatch.setattr(TTI.TP, "measure", lambda *a, **k: pytest.fail("measured again"))
+    assert TTI.throughput(t2i, progress=False).equals(first)  # same settings: read back
+    changed = {**t2i, "throughput": {**t2i["throughput"], "timed_steps": 2}}
+    with pytest.raises(pytest.fail.Exception, match="measured again"):
+        TTI.throughput(changed, progress=False)
+
+
+def test_the_ranking_puts_the_best_first_and_colours_the_highlighted():
+    from sparse_guidance import figures as F
+    fig = F.ranking([{"method": "a", "overall": 1.0}, {"method": "b", "overall": 3.0}, {"method": "c", "overall": None}],
+                    highlight=["a"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a"]
+    bars = ax.patches
+    assert bars[0].get_facecolor() != bars[1].get_facecolor()

@@ -321,8 +321,17 @@ def test_smoke_tables_4_and_5(repo, smoke_run):
     assert all(0 <= float(r["overall"]) <= 1 and float(r["gflops"]) > 0 for r in ours)
     assert len([r for r in t5 if r["kind"] == "literature"]) == 9
     for stage in ("prepare_data", "text_features", "scorers", "train-routing", "sample-table5-cfg_sg",
-                  "evaluate-table4-sg", "report-table5"):
+                  "evaluate-table4-sg", "report-table5", "report-fig9", "throughput"):
         assert (res / "t2i" / "notebooks" / f"{stage}.ipynb").exists(), stage
+    # the track's figures: the ranking, CFG vs SG with diversity per prompt, the sample grids, Fig. A1
+    for fig in ("fig1_t2i", "fig9", "figA1", "figA2", "figA3", "figA4"):
+        assert (res / "figures" / f"{fig}.png").stat().st_size > 0 and (res / "figures" / f"{fig}.pdf").exists()
+    fig9 = read_csv(res / "figures" / "fig9.csv")
+    assert {r["method"] for r in fig9} == {"CFG", "SG"} and all(float(r["diversity"]) >= 0 for r in fig9)
+    a1 = read_csv(res / "figures" / "figA1.csv")
+    assert [r["setting"] for r in a1][0] == "CFG (ω 1.8)" and a1[-1]["setting"] == "SG γ 0/0.5"
+    ranking = read_csv(res / "figures" / "fig1_t2i.csv")
+    assert {r["kind"] for r in ranking} == {"literature", "paper", "ours"}
 
 
 def test_rule_paths_are_the_layouts(repo):
@@ -348,8 +357,10 @@ def test_rule_paths_are_the_layouts(repo):
     want |= {T.dataset, T.prompts, T.latents, T.text_features("train"), T.text_features("eval"), T.shape_classifier,
              T.scene_text_scorer, T.scorers_info}
     want |= {f for run in t2i["runs"] for f in train_outputs(t2i, run).values()}
+    want |= {T.throughput, T.throughput_info, *(T.figure("figA1", x) for x in ("png", "pdf", "csv"))}
     for e, exp in t2i["experiments"].items():
-        want |= {T.table(e, x) for x in ("csv", "md", "tex")}
+        want |= {T.table(e, x) if e in X.TEXT_TABLES else T.figure(e, x)
+                 for x in (("csv", "md", "tex") if e in X.TEXT_TABLES else ("png", "pdf", "csv"))}
         for r, row in exp["rows"].items():
             if not row.get("same_as"):
                 want |= {T.samples(e, r), T.sample_info(e, r), T.metrics(e, r)}

@@ -46,12 +46,13 @@ FASHION_MNIST_SPLITS = {"train": 60000, "test": 10000}
 FASHION_MNIST_SIZE = 32  # 28 x 28 padded by 2 on each side (data/fashion_mnist.py)
 # Experiments the workflow knows how to report (one report rule and notebook each; the schema's
 # experiments): the paper's ImageNet tables and figures, and those of the text-to-image track (the
-# experiments of its section, text_to_image). Figs. 9, A1-A4 of that track come later.
+# experiments of its section, text_to_image).
 TABLES = ("table1", "table2", "table3")
 FIGURES = ("fig1", "fig2", "fig4", "fig5", "fig6", "fig7", "fig8", "figA5", "figA6", "figA7", "figA8", "figA9")
 EXPERIMENTS = TABLES + FIGURES
 TEXT_TABLES = ("table4", "table5")
-TEXT_EXPERIMENTS = TEXT_TABLES
+TEXT_FIGURES = ("fig1_t2i", "fig9", "figA2", "figA3", "figA4")  # Fig. A1 (throughput) is its own job
+TEXT_EXPERIMENTS = TEXT_TABLES + TEXT_FIGURES
 # Tracks: a section of the config that is a configuration of its own (data, model, runs, sampling,
 # metrics, experiments) sharing the preset's name, compute and resources (track_config), and the
 # folder under results_dir its results go to.
@@ -59,7 +60,7 @@ TRACKS = {"text_to_image": "t2i"}
 # Resource entries a config may set (rule families of workflow/rules/*.smk; the schema's
 # resources), and what each holds.
 RESOURCE_RULES = ("default", "prepare_data", "encode_latents", "reference_stats", "classifier", "train",
-                  "finetune", "sample", "evaluate", "report", "text_features", "scorers")
+                  "finetune", "sample", "evaluate", "report", "text_features", "scorers", "throughput")
 RESOURCE_KEYS = {"threads": 1, "gpu": 0, "mem_mb": 4000, "runtime": 60}
 DECODER_KEYS = {"depth": "decoder_depth", "width": "decoder_width", "heads": "decoder_heads"}
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -607,6 +608,8 @@ def track_config(cfg: dict, track: str = "text_to_image") -> dict:
            **copy.deepcopy(cfg[track])}
     try:
         _check_sections(out)
+        out["throughput"]["run"] = out["throughput"]["run"] or next(iter(out["runs"]))
+        _check_run_name(out, out["throughput"]["run"], "throughput.run")
     except ConfigError as e:
         raise ConfigError(f"{track}: {e}") from e
     return out

@@ -333,6 +333,25 @@ def bars(rows, *, x="label", y="value", yerr=None, group=None, title="", ylabel=
 # Qualitative figures: rows of samples
 # ---------------------------------------------------------------------------------------------
 
+def ranking(rows, *, x="overall", label="method", highlight=(), title="", xlabel="", ax=None):
+    """Figure 1 (bottom right): one horizontal bar per row, best at the top, the rows named in
+    ``highlight`` (e.g. the paper's own) coloured; the value printed at each bar's end."""
+    rows = sorted([r for r in records(rows) if not _missing(r.get(x))], key=lambda r: -float(r[x]))
+    if not rows:
+        raise ConfigError(f"ranking: no row has a value for {x!r}; nothing to plot")
+    fig, ax = _axes(ax, (5.5, 0.28 * len(rows) + 1.2))
+    colors = ["tab:orange" if r[label] in highlight else "tab:gray" for r in rows]
+    ax.barh(range(len(rows)), [float(r[x]) for r in rows], color=colors)
+    ax.set_yticks(range(len(rows)), [str(r[label]) for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    for k, r in enumerate(rows):
+        ax.text(float(r[x]), k, f" {float(r[x]):.2f}", va="center", fontsize=7)
+    _finish(fig, ax, title, xlabel, "")
+    ax.grid(False)
+    ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
 def _to_hwc(img) -> np.ndarray:
     """An image as a uint8 (H, W) or (H, W, 3) array: uint8 HWC / CHW / HW, or float in [-1, 1]
     (the codec's output)."""

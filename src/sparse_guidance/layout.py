@@ -39,6 +39,8 @@ class Layout:
         self.shape_classifier = p("scorers", "shape_classifier.pt")    # scorers: GenEval's detector ...
         self.scene_text_scorer = p("scorers", "scene_text.pt")         # ... the scene-text score
         self.scorers_info = p("scorers", "info.json")                  # ... and their checks on real renders
+        self.throughput = p("throughput", "figA1.csv")                 # throughput: Fig. A1's cells ...
+        self.throughput_info = p("throughput", "figA1.json")           # ... and what they were measured on
 
     def path(self, *parts) -> str:
         return "/".join([self.root, *map(str, parts)])
@@ -100,6 +102,9 @@ def job_config(cfg: dict, stage: str, **ids) -> dict:
     if stage == "scorers":
         return {"data": data, "text_encoder": cfg["data"]["text_encoder"],
                 "metrics": {k: cfg["metrics"][k] for k in ("detector", "scene_text")}}
+    if stage == "throughput":
+        return {"model": cfg["model"], "runs": cfg["runs"], "throughput": cfg["throughput"],
+                "sampling": {k: cfg["sampling"][k] for k in ("steps", "bf16")}}
     if stage == "prepare_data":
         return {"data": data}
     if stage == "encode_latents":

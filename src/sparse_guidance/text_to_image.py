@@ -6,6 +6,7 @@ the prompt features, the scorers, a row's scores. Each takes the track's config
     text_features(t2i)                  # text/train.pt, text/eval.pt: the frozen encoder's token states
     train_scorers(t2i)                  # scorers/: GenEval's shape classifier and the scene-text score
     evaluate_row(t2i, "table5", "cfg")  # metrics/table5/cfg.json: GenEval per tag, scene-text per tag
+    throughput(t2i)                     # throughput/figA1.csv: Fig. A1's images/s over (γ_strong, γ_weak)
 
 The others are the class-conditional track's stages, unchanged (stages.py): prepare_data renders
 the scenes and writes the evaluation prompts, encode_latents encodes them, run_training trains
@@ -13,19 +14,26 @@ TR-DiT on the captions' features, sample_row samples the evaluation prompts (4 i
 """
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .checkpoint import read_checkpoint, save_atomic
 from .data.scenes import render
 from .data.text_encoders import TextEncoder, prompt_bank
 from .errors import ConfigError
-from .io import read_json, write_json
+from .io import atomic_open, read_json, write_json
 from .layout import Layout, job_digest
 from .metrics.geneval import ShapeClassifier, check_detector, geneval_scores, train_shape_classifier
 from .metrics.image_text import NAME as SCENE_TEXT, SceneTextScorer, scene_text_scores, train_scene_text_scorer
 from . import config as C
-from .stages import device_of, prompt_features, training_images
+from . import results as R
+from . import throughput as TP
+from .stages import device_of, load_run_model, prompt_features, training_images
 
 
 def _check_track(cfg: dict):
@@ -125,3 +133,92 @@ def evaluate_row(cfg: dict, experiment: str, row: str) -> dict:
     result["config_digest"] = job_digest(cfg, "evaluate", experiment=experiment, row=row)
     write_json(layout.metrics(experiment, row), result)
     return result
+
+
+def throughput(cfg: dict, device=None, remeasure: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Fig. A1: images/s of CFG, the paper's SG settings and every (γ_strong, γ_weak) cell of the grid
+    (throughput.py) for the trained model of throughput.run, at the track's sampling steps and
+    precision -> throughput/figA1.csv (+ .json: the settings and the machine). A measurement made
+    under the same settings is read back unless ``remeasure``: redrawing the figure does not retime it."""
+    _check_track(cfg)
+    layout, tp, s = Layout(cfg), cfg["throughput"], cfg["sampling"]
+    key = job_digest(cfg, "throughput")
+    if not remeasure and Path(layout.throughput_info).is_file() and read_json(layout.throughput_info).get(
+            "config_digest") == key and Path(layout.throughput).is_file():
+        return pd.read_csv(layout.throughput)
+    run = tp["run"]
+    device = torch.device(device) if device is not None else device_of(cfg)
+    model = load_run_model(cfg, run, layout.checkpoint(run), device)
+    bar = tqdm(total=len(TP.grid_cells(tp["grid_step"])) + 3, desc="Fig. A1 cells", disable=not progress)
+    rows = TP.measure(model, tp["batch_sizes"], tp["timed_steps"], s["steps"], tp["grid_step"], device,
+                      torch.bfloat16 if s["bf16"] else torch.float32, progress=lambda done, total: bar.update(1))
+    bar.close()
+    frame = pd.DataFrame(rows)
+    with atomic_open(layout.throughput, "w") as f:
+        frame.to_csv(f, index=False)
+    write_json(layout.throughput_info, {"run": run, "model": cfg["model"]["name"], "tokens": model.num_tokens,
+                                        "device": str(device), "threads": torch.get_num_threads(),
+                                        "dtype": "bf16" if s["bf16"] else "fp32", "sampling_steps": s["steps"],
+                                        "config_digest": key})
+    return frame
+
+
+def prompt_diversity(images: np.ndarray, labels: np.ndarray) -> dict[int, float]:
+    """Per prompt, the mean distance between its images, pair by pair: the root-mean-square pixel
+    difference in [0, 1] (0: identical images; Fig. 9's "higher variance" as a number)."""
+    x = np.asarray(images, np.float32) / 255.0
+    out = {}
+    for p in np.unique(labels):
+        imgs = x[labels == p].reshape(int((labels == p).sum()), -1)
+        if len(imgs) < 2:
+            continue
+        d = [np.sqrt(np.mean((imgs[i] - imgs[j]) ** 2)) for i in range(len(imgs)) for j in range(i + 1, len(imgs))]
+        out[int(p)] = float(np.mean(d))
+    return out
+
+
+def diversity_table(cfg: dict, df: pd.DataFrame) -> pd.DataFrame:
+    """prompt_diversity of every row of a loaded experiment (results.load), one line per (row, prompt)
+    with the prompt's text and tag."""
+    layout, prompts = Layout(cfg), read_json(Layout(cfg).prompts)["prompts"]
+    out = []
+    for r in df.to_dict("records"):
+        e, row = r["source"].split("/")
+        with np.load(layout.samples(e, row)) as z:
+            div = prompt_diversity(z["arr_0"], z["arr_1"])
+        out += [{"row": r["row"], "method": r["method"], "prompt_index": p, "prompt": prompts[p]["prompt"],
+                 "tag": prompts[p]["tag"], "diversity": v} for p, v in div.items()]
+    return pd.DataFrame(out)
+
+
+def plot_prompts(cfg: dict, experiment: str) -> list[int]:
+    """The evaluation prompts a figure shows: its plot.prompts, else the first prompt of every tag."""
+    chosen = C.experiment(cfg, experiment)["plot"].get("prompts")
+    prompts = read_json(Layout(cfg).prompts)["prompts"]
+    if chosen is None:
+        return [next(i for i, p in enumerate(prompts) if p["tag"] == t) for t in dict.fromkeys(p["tag"] for p in prompts)]
+    bad = [i for i in chosen if i >= len(prompts)]
+    if bad:
+        raise ConfigError(f"experiments.{experiment}.plot.prompts {bad}: there are {len(prompts)} evaluation prompts.")
+    return list(chosen)
+
+
+def tile(images: np.ndarray, pad: int = 1) -> np.ndarray:
+    """A prompt's samples (k, H, W, 3) as one image: a near-square grid, white between and where empty."""
+    k, h, w = images.shape[:3]
+    cols = int(np.ceil(np.sqrt(k)))
+    rows = -(-k // cols)
+    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad, 3), 255, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = img
+    return out
+
+
+def prompt_rows(cfg: dict, df: pd.DataFrame, prompts: list[int], per_prompt: int = 4) -> tuple[dict, list[str]]:
+    """Figure rows, one per method, of one tile per prompt (its first ``per_prompt`` samples: the same
+    noise for every method), and the prompts' texts as column titles (wrapped)."""
+    texts = read_json(Layout(cfg).prompts)["prompts"]
+    rows = {r["method"]: [tile(R.row_images(cfg, r["source"], per_prompt, [p])) for p in prompts]
+            for r in df.to_dict("records")}
+    return rows, [textwrap.fill(texts[p]["prompt"], 18) for p in prompts]

@@ -8,7 +8,8 @@ REPORT_NOTEBOOKS = {"table1": "notebooks/11_table1.ipynb", "table2": "notebooks/
                     "fig5": "notebooks/23_fig5.ipynb", "fig6": "notebooks/24_fig6.ipynb",
                     "fig7": "notebooks/25_fig7.ipynb", "fig8": "notebooks/26_fig8.ipynb",
                     **{f: "notebooks/30_sample_grids.ipynb" for f in ("figA5", "figA6", "figA7", "figA8", "figA9")}}
-IMAGE_FIGURES = ("fig4", "figA5", "figA6", "figA7", "figA8", "figA9")  # figures that show samples
+IMAGE_FIGURES = ("fig4", "figA5", "figA6", "figA7", "figA8", "figA9",  # figures that show samples
+                 "fig9", "figA2", "figA3", "figA4")
 
 
 rule report_table:

@@ -3,13 +3,18 @@
 # others in results/<preset>/tables/. The stage notebooks are the class-conditional track's (with
 # track: text_to_image among their parameters), plus the prompt features (07) and the scorers (09):
 #   prepare (render the scenes, the evaluation prompts) -> encode -> text features -> train TR-DiT
-#   -> sample each row's prompts -> GenEval + scene-text scores (scorers) -> table4, table5
+#   -> sample each row's prompts -> GenEval + scene-text scores (scorers) -> table4, table5, fig1_t2i,
+#   fig9, figA2-figA4; and figA1: the trained model's throughput over (γ_strong, γ_weak).
 
 
 if T2I is not None:
     T2I_IDS = {"track": "text_to_image"}
     T2I_EXPERIMENTS = "|".join(T2I["experiments"])
-    T2I_NOTEBOOKS = {"table4": "notebooks/13_table4.ipynb", "table5": "notebooks/14_table5.ipynb"}
+    T2I_TABLES = "|".join(e for e in T2I["experiments"] if e in C.TEXT_TABLES)
+    T2I_FIGURES = "|".join(e for e in T2I["experiments"] if e in C.TEXT_FIGURES)
+    T2I_NOTEBOOKS = {"table4": "notebooks/13_table4.ipynb", "table5": "notebooks/14_table5.ipynb",
+                     "fig1_t2i": "notebooks/27_fig1_t2i.ipynb", "fig9": "notebooks/28_fig9.ipynb",
+                     **{f: "notebooks/31_t2i_sample_grids.ipynb" for f in ("figA2", "figA3", "figA4")}}
 
     rule t2i_prepare_data:
         input:
@@ -198,7 +203,7 @@ if T2I is not None:
 
     rule t2i_report_table:
         wildcard_constraints:
-            experiment=T2I_EXPERIMENTS,
+            experiment=T2I_TABLES,
         input:
             unpack(lambda w: report_inputs(w, T2I)),
             notebook=lambda w: T2I_NOTEBOOKS[w.experiment],
@@ -221,3 +226,64 @@ if T2I is not None:
             f"../../{CONDA_ENV}"
         shell:
             NOTEBOOK
+
+    rule t2i_report_figure:
+        wildcard_constraints:
+            experiment=T2I_FIGURES,
+        input:
+            unpack(lambda w: report_inputs(w, T2I)),
+            notebook=lambda w: T2I_NOTEBOOKS[w.experiment],
+            prompts=f"{RT}/data/prompts.json",
+        output:
+            png=f"{R}/figures/{{experiment}}.png",
+            pdf=f"{R}/figures/{{experiment}}.pdf",
+            csv=f"{R}/figures/{{experiment}}.csv",
+        log:
+            notebook=f"{RT}/notebooks/report-{{experiment}}.ipynb",
+            txt=f"{RT}/logs/report-{{experiment}}.log",
+        benchmark:
+            f"{RT}/benchmarks/report-{{experiment}}.tsv"
+        params:
+            ids=ids(**T2I_IDS),
+            digest=digest("report", T2I),
+        threads: C.resources(T2I, "report")["threads"]
+        resources:
+            **C.rule_resources(T2I, "report"),
+        conda:
+            f"../../{CONDA_ENV}"
+        shell:
+            NOTEBOOK
+
+    # Fig. A1: the trained model's sampling throughput over (γ_strong, γ_weak); its threads (resources:
+    # throughput) should be the machine's, so that no other job runs while it times.
+    rule t2i_throughput:
+        input:
+            notebook="notebooks/29_figA1.ipynb",
+            checkpoint=weights(T2I["throughput"]["run"], None, T2I),
+            text=f"{RT}/text/eval.pt",
+        output:
+            cells=f"{RT}/throughput/figA1.csv",
+            info=f"{RT}/throughput/figA1.json",
+            png=f"{R}/figures/figA1.png",
+            pdf=f"{R}/figures/figA1.pdf",
+            csv=f"{R}/figures/figA1.csv",
+        log:
+            notebook=f"{RT}/notebooks/throughput.ipynb",
+            txt=f"{RT}/logs/throughput.log",
+        benchmark:
+            f"{RT}/benchmarks/throughput.tsv"
+        params:
+            ids=ids(**T2I_IDS),
+            digest=digest("throughput", T2I),
+        threads: C.resources(T2I, "throughput")["threads"]
+        resources:
+            **C.rule_resources(T2I, "throughput"),
+        conda:
+            f"../../{CONDA_ENV}"
+        shell:
+            NOTEBOOK
+
+    rule figA1:
+        localrule: True
+        input:
+            report_outputs("figA1"),
