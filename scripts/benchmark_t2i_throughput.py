@@ -32,6 +32,7 @@ def main(argv=None):
     p.add_argument("--route", default=None, help="start:end (default: 2:30 for 2.5B, 1:4 otherwise)")
     p.add_argument("--batch", type=int, nargs="+", default=[8])
     p.add_argument("--timed-steps", type=int, default=3, help="timed Euler steps per cell")
+    p.add_argument("--repeats", type=int, default=3, help="timings per cell; the best is kept")
     p.add_argument("--sampling-steps", type=int, default=50, help="steps of one image (the paper: 50)")
     p.add_argument("--grid-step", type=float, default=0.05)
     p.add_argument("--device", default="cpu")
@@ -39,8 +40,8 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="CSV of every cell")
     p.add_argument("--plot", default=None, help="heatmap of time per image relative to CFG (PNG, PDF, CSV)")
     a = p.parse_args(argv)
-    if a.timed_steps < 1 or a.sampling_steps < 1 or not 0 < a.grid_step < 1:
-        p.error("--timed-steps and --sampling-steps must be >= 1 and --grid-step in (0, 1).")
+    if a.timed_steps < 1 or a.sampling_steps < 1 or a.repeats < 1 or not 0 < a.grid_step < 1:
+        p.error("--timed-steps, --repeats and --sampling-steps must be >= 1 and --grid-step in (0, 1).")
     device, dtype = torch.device(a.device), torch.bfloat16 if a.dtype == "bf16" else torch.float32
     route = a.route or ("2:30" if a.model == "TR-DiT-2.5B" else "1:4")
     torch.manual_seed(0)
@@ -50,7 +51,7 @@ def main(argv=None):
     print(f"{a.model} route {route}, {model.num_tokens} image tokens, {a.device} {a.dtype}, "
           f"threads={torch.get_num_threads()}, {len(TP.grid_cells(a.grid_step))} SG cells, images/s at "
           f"{a.sampling_steps} steps")
-    rows = TP.measure(model, a.batch, a.timed_steps, a.sampling_steps, a.grid_step, device, dtype)
+    rows = TP.measure(model, a.batch, a.timed_steps, a.sampling_steps, a.grid_step, device, dtype, repeats=a.repeats)
     print(TP.summary_markdown(rows))
     if a.out:
         with open(a.out, "w", newline="") as f:

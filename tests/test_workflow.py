@@ -332,6 +332,8 @@ def test_smoke_tables_4_and_5(repo, smoke_run):
     assert [r["setting"] for r in a1][0] == "CFG (ω 1.8)" and a1[-1]["setting"] == "SG γ 0/0.5"
     ranking = read_csv(res / "figures" / "fig1_t2i.csv")
     assert {r["kind"] for r in ranking} == {"literature", "paper", "ours"}
+    assert all(float(r["gflops"]) > 0 for r in ranking if r["kind"] == "ours")  # GFLOPs per step beside every row
+    assert all(float(r["gflops"]) > 0 for r in fig9)
 
 
 def test_rule_paths_are_the_layouts(repo):

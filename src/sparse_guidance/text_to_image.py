@@ -151,7 +151,8 @@ def throughput(cfg: dict, device=None, remeasure: bool = False, progress: bool =
     model = load_run_model(cfg, run, layout.checkpoint(run), device)
     bar = tqdm(total=len(TP.grid_cells(tp["grid_step"])) + 3, desc="Fig. A1 cells", disable=not progress)
     rows = TP.measure(model, tp["batch_sizes"], tp["timed_steps"], s["steps"], tp["grid_step"], device,
-                      torch.bfloat16 if s["bf16"] else torch.float32, progress=lambda done, total: bar.update(1))
+                      torch.bfloat16 if s["bf16"] else torch.float32, progress=lambda done, total: bar.update(1),
+                      repeats=tp["repeats"])
     bar.close()
     frame = pd.DataFrame(rows)
     with atomic_open(layout.throughput, "w") as f:
@@ -179,7 +180,7 @@ def prompt_diversity(images: np.ndarray, labels: np.ndarray) -> dict[int, float]
 
 def diversity_table(cfg: dict, df: pd.DataFrame) -> pd.DataFrame:
     """prompt_diversity of every row of a loaded experiment (results.load), one line per (row, prompt)
-    with the prompt's text and tag."""
+    with the prompt's text and tag, and the row's GFLOPs per sampling step."""
     layout, prompts = Layout(cfg), read_json(Layout(cfg).prompts)["prompts"]
     out = []
     for r in df.to_dict("records"):
@@ -187,7 +188,7 @@ def diversity_table(cfg: dict, df: pd.DataFrame) -> pd.DataFrame:
         with np.load(layout.samples(e, row)) as z:
             div = prompt_diversity(z["arr_0"], z["arr_1"])
         out += [{"row": r["row"], "method": r["method"], "prompt_index": p, "prompt": prompts[p]["prompt"],
-                 "tag": prompts[p]["tag"], "diversity": v} for p, v in div.items()]
+                 "tag": prompts[p]["tag"], "diversity": v, "gflops": r["gflops"]} for p, v in div.items()]
     return pd.DataFrame(out)
 
 
