@@ -57,13 +57,35 @@ def test_the_paper_preset_has_no_text_track_yet():
         X.track_config(cfg)
 
 
-def test_the_class_conditional_digests_do_not_change_with_the_track():
-    """Adding the text-to-image section reruns none of the class-conditional track's jobs."""
-    cfg = X.load_config("smoke")
-    without = X.load_config("smoke", {"text_to_image": None})
-    for stage, ids in (("prepare_data", {}), ("encode_latents", {}), ("train", {"run": "routing"}),
-                       ("sample", {"experiment": "table2", "row": "cfg"}), ("report", {"experiment": "table2"})):
-        assert job_digest(cfg, stage, **ids) == job_digest(without, stage, **ids), stage
+# The class-conditional track's job digests and a resume key of the smoke preset, computed with the
+# code before the text-to-image track existed (commit 4bd505b): adding the track reruns none of its
+# jobs and invalidates no training state. A deliberate change to those settings updates these pins.
+CLASS_DIGESTS = {
+    ("prepare_data", ()): "465175bcb2de4c44", ("encode_latents", ()): "120af7770e4ef20f",
+    ("reference_stats", ()): "9540bf8660a82a3d", ("classifier", ()): "2d0bb530db97e20b",
+    ("train", (("run", "routing"),)): "776a83508a6056a0", ("train", (("run", "routing_ft10"),)): "7a55c053a7ad5eaa",
+    ("sample", (("experiment", "table2"), ("row", "sg_fid"))): "3c0b1adbb98a1d41",
+    ("evaluate", (("experiment", "fig7"), ("row", "cfg"))): "1051230b73a252e1",
+    ("report", (("experiment", "table3"),)): "58e6a4f2ed9cd390",
+}
+
+
+def test_the_class_conditional_digests_are_those_from_before_the_track():
+    from sparse_guidance.io import digest
+    from sparse_guidance.layout import resume_key
+    cfg = X.load_config("smoke", {"results_dir": "results/smoke"})
+    for (stage, ids), want in CLASS_DIGESTS.items():
+        assert job_digest(cfg, stage, **dict(ids)) == want, (stage, ids)
+    assert digest(resume_key(cfg, "routing")) == "e515cd5dfeacd41c"
+
+
+def test_a_preset_with_only_base_experiments_has_no_track(tmp_path):
+    """base.yaml writes the track's experiments; a preset that extends it without data has no track."""
+    (tmp_path / "mine.yaml").write_text("extends: " + str(X.presets_dir() / "smoke.yaml") + "\nname: mine\n"
+                                        "text_to_image: {data: null, model: null, runs: null, sampling: null, "
+                                        "metrics: null, throughput: null}\n")
+    cfg = X.load_config(str(tmp_path / "mine.yaml"))
+    assert cfg.get("text_to_image") is None and "table2" in cfg["experiments"]
 
 
 BAD = {  # override of text_to_image -> what the message must say
@@ -79,6 +101,8 @@ BAD = {  # override of text_to_image -> what the message must say
     "masking": ({"runs": {"routing": {"sparsity": "masking", "routes": []}}}, "not with masking"),
     "local encoder": ({"data": {"text_encoder": {"name": "causal-lm"}}}, "text_encoder.path is missing"),
     "unknown experiment": ({"experiments": {"table2": {"rows": {}}}}, "text_to_image.experiments"),
+    "scorers per experiment": ({"experiments": {"table5": {"metrics": {"detector": {"steps": 5}}}}},
+                               "detector belong to the track's metrics"),
 }
 
 
@@ -112,7 +136,8 @@ def t2i(tmp_path_factory):
     cfg = X.track_config(X.load_config("smoke", {"results_dir": str(root / "smoke")}))
     P.prepare_data(cfg)
     P.encode_latents(cfg, progress=False)
-    TTI.text_features(cfg)
+    TTI.text_features(cfg, "train")
+    TTI.text_features(cfg, "eval")
     TTI.train_scorers(cfg)
     P.run_training(cfg, "routing", progress=False)
     for e, exp in cfg["experiments"].items():
@@ -265,3 +290,28 @@ def test_the_ranking_puts_the_best_first_and_colours_the_highlighted():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a"]
     bars = ax.patches
     assert bars[0].get_facecolor() != bars[1].get_facecolor()
+
+
+def test_editing_the_evaluation_prompts_retrains_nothing():
+    """The evaluation prompts are their own job's (t2i_prompts): an edit changes that job and what
+    reads it, not the scenes, latents, captions' features or training state."""
+    from sparse_guidance.io import digest
+    from sparse_guidance.layout import resume_key
+    a = X.track_config(X.load_config("smoke"))
+    b = X.track_config(X.load_config("smoke", {"text_to_image": {"data": {"eval": {"prompts_per_tag": 3},
+                                                                           "text_encoder": {"batch_size": 8}}}}))
+    for stage, ids in (("prepare_data", {}), ("encode_latents", {}), ("text_features", {"split": "train"}),
+                       ("train", {"run": "routing"})):
+        assert job_digest(a, stage, **ids) == job_digest(b, stage, **ids), stage
+    assert digest(resume_key(a, "routing")) == digest(resume_key(b, "routing"))
+    assert job_digest(a, "text_features", split="eval") != job_digest(b, "text_features", split="eval")
+    assert job_digest(a, "scorers") != job_digest(b, "scorers")  # it checks the scene-text score on them
+
+
+@needs_minilm
+def test_the_ranking_figure_carries_the_papers_rows(t2i):
+    """fig1_t2i reuses Table 4's rows (same_as): their paper values are Table 4's."""
+    df = R.load(t2i, "fig1_t2i")
+    assert df["paper_overall"].tolist() == [7.76, 9.21, 9.87]
+    paper = T.table4_paper_frame(df, t2i["experiments"]["fig1_t2i"]["literature"])
+    assert (paper["kind"] == "paper").sum() == 3

@@ -187,8 +187,9 @@ def test_notebooks_are_clean_and_parameterised():
     assert [p.name for p in NOTEBOOKS] == [
         "01_prepare_data.ipynb", "02_encode_latents.ipynb", "03_reference_stats.ipynb", "04_train.ipynb",
         "05_sample.ipynb", "06_evaluate.ipynb", "07_text_features.ipynb", "08_classifier.ipynb", "09_scorers.ipynb",
-        "10_table2.ipynb", "11_table1.ipynb", "12_table3.ipynb", "13_table4.ipynb", "14_table5.ipynb", "20_fig1.ipynb", "21_fig2.ipynb", "22_fig4.ipynb", "23_fig5.ipynb",
-        "24_fig6.ipynb", "25_fig7.ipynb", "26_fig8.ipynb", "30_sample_grids.ipynb"]
+        "10_table2.ipynb", "11_table1.ipynb", "12_table3.ipynb", "13_table4.ipynb", "14_table5.ipynb", "20_fig1.ipynb",
+        "21_fig2.ipynb", "22_fig4.ipynb", "23_fig5.ipynb", "24_fig6.ipynb", "25_fig7.ipynb", "26_fig8.ipynb",
+        "27_fig1_t2i.ipynb", "28_fig9.ipynb", "29_figA1.ipynb", "30_sample_grids.ipynb", "31_t2i_sample_grids.ipynb"]
     rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
     assert set(re.findall(r"notebooks/\d\d_\w+\.ipynb", rules)) == {f"notebooks/{p.name}" for p in NOTEBOOKS}
     for path in NOTEBOOKS:

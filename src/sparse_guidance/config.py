@@ -487,6 +487,10 @@ def _check_experiments(cfg: dict) -> dict:
         sampling = schema.validate({**cfg["sampling"], **(e.get("sampling") or {})}, config_schema(), "sampling",
                                    f"{where}.sampling")
         metrics_def = "text_metrics" if cfg.get("track") == "text_to_image" else "metrics"
+        scorer_keys = {"detector", "scene_text"} & set(e.get("metrics") or {})
+        if scorer_keys:  # one pair of scorers per track (the scorers job), not one per experiment
+            raise ConfigError(f"{where}.metrics: {', '.join(sorted(scorer_keys))} belong to the track's metrics "
+                              "(text_to_image.metrics), which train the scorers every experiment uses.")
         metrics = schema.validate({**cfg["metrics"], **(e.get("metrics") or {})}, config_schema(), metrics_def,
                                   f"{where}.metrics")
         _check_metrics(metrics, sampling, f"{where}.metrics")
@@ -558,6 +562,9 @@ def validate(cfg: dict) -> dict:
     m = cfg.get("metrics")
     if isinstance(m, dict) and isinstance(m.get("metrics"), str):  # --config metrics="fid,sfid"
         m["metrics"] = [x.strip() for x in m["metrics"].split(",") if x.strip()]
+    t2i = cfg.get("text_to_image")
+    if isinstance(t2i, dict) and set(t2i) <= {"experiments"}:
+        del cfg["text_to_image"]  # base.yaml's experiments alone: a preset without the track
     schema.validate(cfg, config_schema())
     if cfg["results_dir"] is None:
         cfg["results_dir"] = f"results/{cfg['name']}"

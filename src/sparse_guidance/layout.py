@@ -86,21 +86,29 @@ def _runs_of(cfg: dict, rows) -> dict:
 
 
 def data_identity(d: dict) -> dict:
-    """What names a config's training data (not where it is read from, nor how it is encoded)."""
+    """What names a config's training data (not where it is read from, nor how it is encoded; for
+    the scenes not the evaluation prompts either: those are the text features' eval job's)."""
     if d["dataset"] == "scenes":
-        return {k: d[k] for k in ("dataset", "image_size", "train", "eval")}
+        return {k: d[k] for k in ("dataset", "image_size", "train")}
     return {k: d[k] for k in ("dataset", "root", "train_split", "train_limit", "image_size")}
+
+
+def text_encoder_identity(d: dict) -> dict:
+    """What the prompt features depend on: the encoder, not the batch size it reads them in."""
+    return {k: v for k, v in d["text_encoder"].items() if k != "batch_size"}
 
 
 def job_config(cfg: dict, stage: str, **ids) -> dict:
     """The part of the configuration one job's result depends on. Stages: prepare_data,
     encode_latents, reference_stats, classifier, train (run), sample and evaluate (experiment, row),
-    report (experiment); in the text-to-image track also text_features and scorers."""
+    report (experiment); in the text-to-image track also text_features (split: train, the training
+    captions; eval, the evaluation prompts), scorers and throughput."""
     data = data_identity(cfg["data"])
     if stage == "text_features":
-        return {"data": data, "text_encoder": cfg["data"]["text_encoder"]}
+        source = {"data": data} if ids["split"] == "train" else {"eval": cfg["data"]["eval"]}
+        return {**source, "text_encoder": text_encoder_identity(cfg["data"])}
     if stage == "scorers":
-        return {"data": data, "text_encoder": cfg["data"]["text_encoder"],
+        return {"data": data, "eval": cfg["data"]["eval"], "text_encoder": text_encoder_identity(cfg["data"]),
                 "metrics": {k: cfg["metrics"][k] for k in ("detector", "scene_text")}}
     if stage == "throughput":
         return {"model": cfg["model"], "runs": cfg["runs"], "throughput": cfg["throughput"],
@@ -145,5 +153,5 @@ def resume_key(cfg: dict, run: str) -> dict:
     data = {**{k: v for k, v in data_identity(cfg["data"]).items() if k != "root"}, "codec": cfg["data"]["codec"]}
     data["encode"] = {k: cfg["data"]["encode"][k] for k in ("flip", "dtype", "seed")}
     if "text_encoder" in cfg["data"]:  # other prompt features: another model
-        data["text_encoder"] = cfg["data"]["text_encoder"]
+        data["text_encoder"] = text_encoder_identity(cfg["data"])
     return {"model": cfg["model"], "run": r, "data": data}

@@ -90,7 +90,9 @@ def load(cfg: dict, experiment: str) -> pd.DataFrame:
         if cfg.get("track") == "text_to_image":  # scores per tag; the paper's per category (Tables 4-5)
             rec.update(text_metric_columns(m))
             rec["images_per_s"] = 1 / info["seconds_per_sample"] if info.get("seconds_per_sample") else None
-            rec.update({f"paper_{k}": v for k, v in paper.get(base, {}).items()})
+            # the paper's values of the row, or of the row it reuses (fig1_t2i shows Table 4's rows)
+            own_paper = paper.get(base) or C.paper_results().get(e2, {}).get(spec.get("tags", {}).get("base", r2), {})
+            rec.update({f"paper_{k}": v for k, v in own_paper.items()})
         records.append(rec)
         if rid == exp["baseline"]:
             baseline_gflops = info["gflops"]

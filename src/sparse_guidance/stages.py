@@ -24,7 +24,7 @@ from . import config as C
 from .checkpoint import load_weights, read_checkpoint
 from .data import FashionMNIST, ImageNet, LatentDataset, build_codec, encode_dataset
 from .data.fashion_mnist import find_fashion_mnist
-from .data.scenes import Scenes, evaluation_prompts
+from .data.scenes import Scenes
 from .errors import ConfigError
 from .flops import FlopCounter, recipe_gflops
 from .guidance import resolve_recipe
@@ -80,8 +80,8 @@ def training_images(cfg: dict, output: str = "float"):
 
 def prepare_data(cfg: dict) -> dict:
     """Check that the dataset is present and readable (Fashion-MNIST: checksums; downloads if allowed)
-    and record what will be used in data/dataset.json. The scenes of the text-to-image track are
-    rendered here, and their evaluation prompts (with GenEval's metadata) go to data/prompts.json."""
+    and record what will be used in data/dataset.json (the scenes of the text-to-image track are
+    rendered here; their captions are its classes)."""
     d = cfg["data"]
     ds = training_images(cfg, output="uint8")
     base = ds.dataset if isinstance(ds, torch.utils.data.Subset) else ds
@@ -89,8 +89,6 @@ def prepare_data(cfg: dict) -> dict:
     labels = labels[:len(ds)]
     if d["dataset"] == "scenes":
         num_classes, root = len(base.classes), "procedural (data/scenes.py)"
-        prompts = evaluation_prompts(d["eval"]["prompts_per_tag"], d["eval"]["seed"], d["eval"]["tags"])
-        write_json(Layout(cfg).prompts, {"prompts": prompts, "tags": sorted({p["tag"] for p in prompts})})
     else:
         num_classes, root = C.DATASETS[d["dataset"]], str(getattr(base, "root", None) or _fashion_root(d))
     info = {"dataset": d["dataset"], "split": d.get("train_split", "train"), "root": root, "count": len(ds),
@@ -162,7 +160,8 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
         bank = prompt_features(cfg, "train", expect=read_json(layout.dataset)["classes"])
         if len(bank["prompts"]) != dataset.num_classes:
             raise ConfigError(f"latents in {layout.latents_dir!r} have {dataset.num_classes} captions, the prompt "
-                              f"features {len(bank['prompts'])}; re-encode them (snakemake --forcerun encode_latents).")
+                              f"features {len(bank['prompts'])}; re-encode them (snakemake --forcerun "
+                              "t2i_encode_latents).")
         model.cond_embedder.set_bank(bank["features"], bank["mask"])
     device = device or device_of(cfg)
     if world > 1 and torch.device(device).type == "cuda" and torch.device(device).index is None:

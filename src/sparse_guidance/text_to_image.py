@@ -3,13 +3,14 @@ the prompt features, the scorers, a row's scores. Each takes the track's config
 (config.track_config) and writes under its results_dir (``results/<preset>/t2i/``).
 
     t2i = config.track_config(config.load_config("embedded"))
-    text_features(t2i)                  # text/train.pt, text/eval.pt: the frozen encoder's token states
+    text_features(t2i, "train")         # text/train.pt: the frozen encoder's token states of the captions
+    text_features(t2i, "eval")          # data/prompts.json + text/eval.pt: the evaluation prompts
     train_scorers(t2i)                  # scorers/: GenEval's shape classifier and the scene-text score
     evaluate_row(t2i, "table5", "cfg")  # metrics/table5/cfg.json: GenEval per tag, scene-text per tag
     throughput(t2i)                     # throughput/figA1.csv: Fig. A1's images/s over (γ_strong, γ_weak)
 
 The others are the class-conditional track's stages, unchanged (stages.py): prepare_data renders
-the scenes and writes the evaluation prompts, encode_latents encodes them, run_training trains
+the scenes, encode_latents encodes them, run_training trains
 TR-DiT on the captions' features, sample_row samples the evaluation prompts (4 images each).
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import read_checkpoint, save_atomic
-from .data.scenes import render
+from .data.scenes import evaluation_prompts, render
 from .data.text_encoders import TextEncoder, prompt_bank
 from .errors import ConfigError
 from .io import atomic_open, read_json, write_json
@@ -46,22 +47,26 @@ def text_encoder(cfg: dict, device=None) -> TextEncoder:
     return TextEncoder(e["name"], path=e["path"], max_length=e["max_length"], device=device or device_of(cfg))
 
 
-def text_features(cfg: dict, device=None) -> dict:
-    """The frozen encoder's token states (system prompt in front) of the training captions (the
-    labels of the latents, data/dataset.json) and of the evaluation prompts (data/prompts.json), each
-    with the empty prompt ∅ last -> text/train.pt, text/eval.pt. Computed once: training and
-    sampling read them, the encoder never runs per step."""
+def text_features(cfg: dict, split: str, device=None) -> dict:
+    """The frozen encoder's token states (system prompt in front), with the empty prompt ∅ last:
+    split 'train', of the training captions (the labels of the latents, data/dataset.json) ->
+    text/train.pt; split 'eval', of the evaluation prompts, drawn here (GenEval's metadata form,
+    data/scenes.py: evaluation_prompts) -> data/prompts.json and text/eval.pt. Computed once:
+    training and sampling read them, the encoder never runs per step."""
     _check_track(cfg)
-    layout, e = Layout(cfg), cfg["data"]["text_encoder"]
-    encoder = text_encoder(cfg, device)
-    out = {}
-    for split, prompts in (("train", read_json(layout.dataset)["classes"]),
-                           ("eval", [p["prompt"] for p in read_json(layout.prompts)["prompts"]])):
-        bank = prompt_bank(encoder, prompts, batch_size=e["batch_size"])  # (K + 1, L, d): ∅ last
-        bank["config_digest"] = job_digest(cfg, "text_features")
-        save_atomic(bank, layout.text_features(split))
-        out[split] = {"prompts": len(prompts), "shape": list(bank["features"].shape)}
-    return out
+    layout, d = Layout(cfg), cfg["data"]
+    if split == "train":
+        prompts = read_json(layout.dataset)["classes"]
+    elif split == "eval":
+        meta = evaluation_prompts(d["eval"]["prompts_per_tag"], d["eval"]["seed"], d["eval"]["tags"])
+        write_json(layout.prompts, {"prompts": meta, "tags": sorted({p["tag"] for p in meta})})
+        prompts = [p["prompt"] for p in meta]
+    else:
+        raise ConfigError(f"text features of split {split!r}; choose 'train' or 'eval'.")
+    bank = prompt_bank(text_encoder(cfg, device), prompts, batch_size=d["text_encoder"]["batch_size"])  # (K+1, L, d)
+    bank["config_digest"] = job_digest(cfg, "text_features", split=split)
+    save_atomic(bank, layout.text_features(split))
+    return {"split": split, "prompts": len(prompts), "shape": list(bank["features"].shape)}
 
 
 def train_scorers(cfg: dict) -> dict:
@@ -139,15 +144,19 @@ def throughput(cfg: dict, device=None, remeasure: bool = False, progress: bool =
     """Fig. A1: images/s of CFG, the paper's SG settings and every (γ_strong, γ_weak) cell of the grid
     (throughput.py) for the trained model of throughput.run, at the track's sampling steps and
     precision -> throughput/figA1.csv (+ .json: the settings and the machine). A measurement made
-    under the same settings is read back unless ``remeasure``: redrawing the figure does not retime it."""
+    under the same settings on the same device with as many threads is read back unless
+    ``remeasure``: a notebook run on its own redraws the figure without retiming it (a workflow job
+    starts without its outputs, so it always measures)."""
     _check_track(cfg)
     layout, tp, s = Layout(cfg), cfg["throughput"], cfg["sampling"]
     key = job_digest(cfg, "throughput")
-    if not remeasure and Path(layout.throughput_info).is_file() and read_json(layout.throughput_info).get(
-            "config_digest") == key and Path(layout.throughput).is_file():
-        return pd.read_csv(layout.throughput)
-    run = tp["run"]
     device = torch.device(device) if device is not None else device_of(cfg)
+    if not remeasure and Path(layout.throughput_info).is_file() and Path(layout.throughput).is_file():
+        info = read_json(layout.throughput_info)
+        if (info.get("config_digest"), info.get("device"), info.get("threads")) == (
+                key, str(device), torch.get_num_threads()):
+            return pd.read_csv(layout.throughput)
+    run = tp["run"]
     model = load_run_model(cfg, run, layout.checkpoint(run), device)
     bar = tqdm(total=len(TP.grid_cells(tp["grid_step"])) + 3, desc="Fig. A1 cells", disable=not progress)
     rows = TP.measure(model, tp["batch_sizes"], tp["timed_steps"], s["steps"], tp["grid_step"], device,

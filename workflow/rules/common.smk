@@ -53,6 +53,9 @@ def report_inputs(w, cfg=None):
         inputs[f"samples_{row}"] = f"{root}/samples/{e}/{r}.json"
         if w.experiment in IMAGE_FIGURES:
             inputs[f"images_{row}"] = f"{root}/samples/{e}/{r}.npz"
+    literature = cfg["experiments"][w.experiment].get("literature")
+    if literature:  # the literature rows a table shows (an edit redraws it)
+        inputs["literature"] = literature
     return inputs
 
 

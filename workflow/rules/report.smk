@@ -41,7 +41,7 @@ rule report_table:
 
 rule report_figure:
     wildcard_constraints:
-        experiment="|".join(CFG["experiments"]),  # the text-to-image track's: t2i_report_table
+        experiment="|".join(CFG["experiments"]),  # the text-to-image track's: t2i_report_figure
     input:
         unpack(report_inputs),
         notebook=lambda w: REPORT_NOTEBOOKS[w.experiment],

@@ -2,7 +2,8 @@
 # own (T2I = config.track_config), every path under RT = results/<preset>/t2i/, its tables beside the
 # others in results/<preset>/tables/. The stage notebooks are the class-conditional track's (with
 # track: text_to_image among their parameters), plus the prompt features (07) and the scorers (09):
-#   prepare (render the scenes, the evaluation prompts) -> encode -> text features -> train TR-DiT
+#   prepare (render the scenes) -> encode -> the captions' text features -> train TR-DiT; the
+#   evaluation prompts and their text features, a job of their own (editing them retrains nothing)
 #   -> sample each row's prompts -> GenEval + scene-text scores (scorers) -> table4, table5, fig1_t2i,
 #   fig9, figA2-figA4; and figA1: the trained model's throughput over (γ_strong, γ_weak).
 
@@ -21,7 +22,6 @@ if T2I is not None:
             notebook="notebooks/01_prepare_data.ipynb",
         output:
             dataset=f"{RT}/data/dataset.json",
-            prompts=f"{RT}/data/prompts.json",
         log:
             notebook=f"{RT}/notebooks/prepare_data.ipynb",
             txt=f"{RT}/logs/prepare_data.log",
@@ -61,22 +61,43 @@ if T2I is not None:
         shell:
             NOTEBOOK
 
-    rule t2i_text_features:
+    rule t2i_text_features:  # the training captions' token states
         input:
             notebook="notebooks/07_text_features.ipynb",
             dataset=f"{RT}/data/dataset.json",
-            prompts=f"{RT}/data/prompts.json",
         output:
             train=f"{RT}/text/train.pt",
+        log:
+            notebook=f"{RT}/notebooks/text_features-train.ipynb",
+            txt=f"{RT}/logs/text_features-train.log",
+        benchmark:
+            f"{RT}/benchmarks/text_features-train.tsv"
+        params:
+            ids=ids(split="train", **T2I_IDS),
+            digest=digest("text_features", T2I, split="train"),
+        threads: C.resources(T2I, "text_features")["threads"]
+        resources:
+            **C.rule_resources(T2I, "text_features"),
+        priority: 10
+        conda:
+            f"../../{CONDA_ENV}"
+        shell:
+            NOTEBOOK
+
+    rule t2i_prompts:  # the evaluation prompts (GenEval's metadata form) and their token states
+        input:
+            notebook="notebooks/07_text_features.ipynb",
+        output:
+            prompts=f"{RT}/data/prompts.json",
             eval=f"{RT}/text/eval.pt",
         log:
-            notebook=f"{RT}/notebooks/text_features.ipynb",
-            txt=f"{RT}/logs/text_features.log",
+            notebook=f"{RT}/notebooks/text_features-eval.ipynb",
+            txt=f"{RT}/logs/text_features-eval.log",
         benchmark:
-            f"{RT}/benchmarks/text_features.tsv"
+            f"{RT}/benchmarks/text_features-eval.tsv"
         params:
-            ids=ids(**T2I_IDS),
-            digest=digest("text_features", T2I),
+            ids=ids(split="eval", **T2I_IDS),
+            digest=digest("text_features", T2I, split="eval"),
         threads: C.resources(T2I, "text_features")["threads"]
         resources:
             **C.rule_resources(T2I, "text_features"),
