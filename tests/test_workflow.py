@@ -321,8 +321,8 @@ def test_smoke_tables_4_and_5(repo, smoke_run):
     assert [r["method"] for r in ours] == ["unguided (ours)", "+ CFG (ours)", "+ CFG + SG (ours)"]
     assert all(0 <= float(r["overall"]) <= 1 and float(r["gflops"]) > 0 for r in ours)
     assert len([r for r in t5 if r["kind"] == "literature"]) == 9
-    for stage in ("prepare_data", "text_features", "scorers", "train-routing", "sample-table5-cfg_sg",
-                  "evaluate-table4-sg", "report-table5", "report-fig9", "throughput"):
+    for stage in ("prepare_data", "text_features-train", "text_features-eval", "scorers", "train-routing",
+                  "sample-table5-cfg_sg", "evaluate-table4-sg", "report-table5", "report-fig9", "throughput"):
         assert (res / "t2i" / "notebooks" / f"{stage}.ipynb").exists(), stage
     # the track's figures: the ranking, CFG vs SG with diversity per prompt, the sample grids, Fig. A1
     for fig in ("fig1_t2i", "fig9", "figA1", "figA2", "figA3", "figA4"):
