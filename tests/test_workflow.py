@@ -349,24 +349,25 @@ def test_rule_paths_are_the_layouts(repo):
     want = {L.dataset, L.latents, L.reference, L.reference_info, L.classifier, L.classifier_reference,
             L.classifier_info}
     want |= {f for run in cfg["runs"] for f in train_outputs(cfg, run).values()}
-    for e, exp in cfg["experiments"].items():
-        want |= {L.table(e, x) if e in X.TABLES else L.figure(e, x)
-                 for x in (("csv", "md", "tex") if e in X.TABLES else ("png", "pdf", "csv"))}
-        for r, row in exp["rows"].items():
-            if not row.get("same_as"):
-                want |= {L.samples(e, r), L.sample_info(e, r), L.metrics(e, r)}
+
+    def experiment_outputs(layout, config, tables):  # each table's or figure's files, each sampled row's
+        out = set()
+        for e, exp in config["experiments"].items():
+            out |= {layout.table(e, x) if e in tables else layout.figure(e, x)
+                    for x in (("csv", "md", "tex") if e in tables else ("png", "pdf", "csv"))}
+            for r, row in exp["rows"].items():
+                if not row.get("same_as"):
+                    out |= {layout.samples(e, r), layout.sample_info(e, r), layout.metrics(e, r)}
+        return out
+
+    want |= experiment_outputs(L, cfg, X.TABLES)
     t2i = X.track_config(cfg)  # the text-to-image track: its own layout under R/t2i, tables in R/tables
     T = Layout(t2i)
     want |= {T.dataset, T.prompts, T.latents, T.text_features("train"), T.text_features("eval"), T.shape_classifier,
              T.scene_text_scorer, T.scorers_info}
     want |= {f for run in t2i["runs"] for f in train_outputs(t2i, run).values()}
     want |= {T.throughput, T.throughput_info, *(T.figure("figA1", x) for x in ("png", "pdf", "csv"))}
-    for e, exp in t2i["experiments"].items():
-        want |= {T.table(e, x) if e in X.TEXT_TABLES else T.figure(e, x)
-                 for x in (("csv", "md", "tex") if e in X.TEXT_TABLES else ("png", "pdf", "csv"))}
-        for r, row in exp["rows"].items():
-            if not row.get("same_as"):
-                want |= {T.samples(e, r), T.sample_info(e, r), T.metrics(e, r)}
+    want |= experiment_outputs(T, t2i, X.TEXT_TABLES)
     assert outputs == want, (sorted(outputs - want)[:5], sorted(want - outputs)[:5])
 
 

@@ -271,11 +271,11 @@ def sample_noise(cfg: dict, start: int, stop: int, seed: int | None = None) -> t
                         for i in range(start, stop)])
 
 
-def sample_labels(cfg: dict, start: int, stop: int, seed: int | None = None, labels: str | None = None
-                  ) -> torch.Tensor:
+def sample_labels(cfg: dict, start: int, stop: int, seed: int | None = None, labels: str | None = None,
+                  k: int | None = None) -> torch.Tensor:
     """Class labels (or prompt indices) of samples [start, stop): balanced (i mod K) or uniform random
-    from (seed, i)."""
-    k = num_conditions(cfg)
+    from (seed, i); ``k`` conditions (None: num_conditions)."""
+    k = num_conditions(cfg) if k is None else k
     seed = cfg["sampling"]["seed"] if seed is None else seed
     idx = torch.arange(start, stop)
     if (labels or cfg["sampling"]["labels"]) == "balanced":
@@ -336,14 +336,14 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
         shutil.rmtree(parts)  # parts of another setting or other weights: start over
     parts.mkdir(parents=True, exist_ok=True)
     key_file.write_text(parts_key)
-    resumed = 0
+    resumed, k = 0, num_conditions(cfg)  # classes, or the track's evaluation prompts (read once)
     for b, start in enumerate(tqdm(range(0, n, bs), desc=f"sampling {experiment}/{row}", disable=not progress)):
         part = parts / f"{b:06d}.npz"
         if part.exists():
             resumed += 1
             continue
         stop = min(start + bs, n)
-        noise, y = sample_noise(cfg, start, stop, seed).to(device), sample_labels(cfg, start, stop, seed, s["labels"])
+        noise, y = sample_noise(cfg, start, stop, seed).to(device), sample_labels(cfg, start, stop, seed, s["labels"], k)
         gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + 7 * b + 1)
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s["bf16"]):

@@ -113,14 +113,20 @@ def table(df: pd.DataFrame, columns: list[tuple]) -> pd.DataFrame:
 # Table 3: our rows among the literature's
 # ---------------------------------------------------------------------------------------------
 
-def table3_frame(cfg: dict, df: pd.DataFrame, literature: str) -> pd.DataFrame:
-    """Literature rows (as the paper prints them), then the paper's own rows, then ours at this scale."""
+def literature_rows(literature: str, experiment: str) -> list[dict]:
+    """The rows of a literature file (workflow/data/<table>_literature.yaml), each with its 'method'."""
     path = C.repo_root() / literature
     if not path.is_file():
-        raise ConfigError(f"literature file {literature!r} does not exist (experiments.table3.literature).")
+        raise ConfigError(f"literature file {literature!r} does not exist (experiments.{experiment}.literature).")
     lit = C.read_yaml(path).get("rows")
     if not isinstance(lit, list) or not all(isinstance(r, dict) and "method" in r for r in lit):
         raise ConfigError(f"{literature!r}: 'rows' must list mappings with at least 'method'.")
+    return lit
+
+
+def table3_frame(cfg: dict, df: pd.DataFrame, literature: str) -> pd.DataFrame:
+    """Literature rows (as the paper prints them), then the paper's own rows, then ours at this scale."""
+    lit = literature_rows(literature, "table3")
     keys = ("fid", "sfid", "is", "prec", "rec")
     rows = [{"method": r["method"], "kind": "literature", "epochs": r.get("epochs"), **{k: r.get(k) for k in keys},
              "source": r.get("source", ""), "scale": "ImageNet-256, FID@50k"} for r in lit]
@@ -138,23 +144,13 @@ def table3_frame(cfg: dict, df: pd.DataFrame, literature: str) -> pd.DataFrame:
 # Tables 4-5: the text-to-image track
 # ---------------------------------------------------------------------------------------------
 
-def _literature(literature: str, experiment: str) -> list[dict]:
-    path = C.repo_root() / literature
-    if not path.is_file():
-        raise ConfigError(f"literature file {literature!r} does not exist (experiments.{experiment}.literature).")
-    lit = C.read_yaml(path).get("rows")
-    if not isinstance(lit, list) or not all(isinstance(r, dict) and "method" in r for r in lit):
-        raise ConfigError(f"{literature!r}: 'rows' must list mappings with at least 'method'.")
-    return lit
-
-
 def table5_frame(cfg: dict, df: pd.DataFrame, literature: str) -> pd.DataFrame:
     """GenEval (Table 5): the literature rows and the paper's own (as printed, GenEval at 512² or more),
     then ours at this scale (GenEval's rules on the scenes' detector; 'keywords' is the scenes' extra tag)."""
     keys = [k for k, _ in GENEVAL_COLUMNS]
     rows = [{"method": r["method"], "kind": "literature", **{k: r.get(k) for k in keys},
              "source": f"paper's Table 5 {r.get('ref', '')}".strip(), "scale": "GenEval (553 prompts × 4)"}
-            for r in _literature(literature, "table5")]
+            for r in literature_rows(literature, "table5")]
     rows += [{"method": r["paper_label"] or f"{r['method']} (paper)", "kind": "paper",
               **{k: r.get(f"paper_{k}") for k in keys}, "source": "Krause et al., Table 5",
               "scale": "GenEval (553 prompts × 4)"} for r in df.to_dict("records") if r.get("paper_overall") is not None]
@@ -186,7 +182,7 @@ def table4_columns(df: pd.DataFrame) -> list[tuple]:
 def table4_paper_frame(df: pd.DataFrame, literature: str) -> pd.DataFrame:
     """The paper's Table 4 as printed (HPSv3 per category; literature rows from HPSv3's own table and
     the paper's TR-DiT-2.5B rows), ranked by the overall score."""
-    rows = [{**r, "kind": "literature"} for r in _literature(literature, "table4")]
+    rows = [{**r, "kind": "literature"} for r in literature_rows(literature, "table4")]
     rows += [{"method": r["paper_label"], "kind": "paper", "rank": r.get("paper_rank"),
               "overall": r.get("paper_overall"), **{c: r.get(f"paper_{c}") for c in HPS_CATEGORIES}}
              for r in df.to_dict("records") if r.get("paper_overall") is not None]
