@@ -50,6 +50,7 @@ FASHION_MNIST_SIZE = 32  # 28 x 28 padded by 2 on each side (data/fashion_mnist.
 TABLES = ("table1", "table2", "table3")
 FIGURES = ("fig1", "fig2", "fig4", "fig5", "fig6", "fig7", "fig8", "figA5", "figA6", "figA7", "figA8", "figA9")
 EXPERIMENTS = TABLES + FIGURES
+TEXT_DATASETS = ("scenes", "webdataset")  # the text-to-image track's: labels index captions
 TEXT_TABLES = ("table4", "table5")
 TEXT_FIGURES = ("fig1_t2i", "fig9", "figA2", "figA3", "figA4")  # Fig. A1 (throughput) is its own job
 TEXT_EXPERIMENTS = TEXT_TABLES + TEXT_FIGURES
@@ -233,7 +234,7 @@ def _check_data(d: dict):
 
 
 def _check_model(m: dict, data: dict):
-    if data["dataset"] == "scenes":
+    if data["dataset"] in TEXT_DATASETS:
         return _check_text_model(m, data)
     if m["name"] not in MODELS:
         raise ConfigError(f"model.name={m['name']!r} is not a registered model; known: {', '.join(MODELS)}.")
@@ -251,17 +252,32 @@ def _check_model(m: dict, data: dict):
 
 
 def _check_text_data(d: dict):
+    enc = d["text_encoder"]
+    if enc["name"] == "causal-lm" and not enc["path"]:
+        raise ConfigError("data.text_encoder.path is missing: 'causal-lm' reads a local model folder (InternVL3-2B's "
+                          "language model saved with save_pretrained; README, text-to-image track).")
+    if d["encode"]["flip"]:
+        raise ConfigError("data.encode.flip must be false: a flip turns 'left of' into 'right of'.")
+    if d["dataset"] == "webdataset":
+        if d["codec"]["name"] not in CODECS:
+            raise ConfigError(f"data.codec.name={d['codec']['name']!r}; choose one of {', '.join(CODECS)}.")
+        if not d.get("shards"):
+            raise ConfigError("data.shards is missing: give the (image, caption) tar shards, e.g. "
+                              "/data/coyo/{00000..01023}.tar (img2dataset --output_format webdataset).")
+        if d["text_features"] == "cached":
+            raise ConfigError("data.text_features: 'cached' keeps a bank of every training caption, which a "
+                              "web-scale set does not fit; use 'online' with webdataset shards.")
+        if (d["filter"]["field"] is None) != (d["filter"]["min"] is None):
+            raise ConfigError("data.filter: give field and min together (a number of each sample's .json and its "
+                              "minimum), or neither.")
+        return
+    if d["image_size"] != 32:
+        raise ConfigError(f"data.image_size={d['image_size']}: the scenes are 32x32.")
     if d["codec"]["name"] != "space-to-depth":
         raise ConfigError(f"data.codec.name={d['codec']['name']!r}: the scenes are encoded with the lossless "
                           "space-to-depth codec ({name: space-to-depth, image_channels: 3}).")
     if int(d["codec"].get("image_channels", 1)) != 3:
         raise ConfigError("data.codec.image_channels must be 3: the scenes are RGB.")
-    if d["encode"]["flip"]:
-        raise ConfigError("data.encode.flip must be false: a flip turns 'left of' into 'right of'.")
-    enc = d["text_encoder"]
-    if enc["name"] == "causal-lm" and not enc["path"]:
-        raise ConfigError("data.text_encoder.path is missing: 'causal-lm' reads a local model folder (InternVL3-2B's "
-                          "language model saved with save_pretrained; README, text-to-image track).")
 
 
 def _check_text_model(m: dict, data: dict):
@@ -271,7 +287,7 @@ def _check_text_model(m: dict, data: dict):
     down, channels = codec_geometry(data["codec"])
     if data["image_size"] // down != m["input_size"] or channels != m["in_channels"]:
         raise ConfigError(f"model: input_size={m['input_size']}, in_channels={m['in_channels']} do not match the "
-                          f"latents of {data['image_size']}px RGB scenes through the codec "
+                          f"latents of {data['image_size']}px RGB images through the codec "
                           f"({data['image_size'] // down}, {channels}).")
     enc = data["text_encoder"]
     if size["text_len"] != enc["max_length"]:
@@ -578,7 +594,7 @@ def validate(cfg: dict) -> dict:
 
 def _check_sections(cfg: dict) -> None:
     """The checks across data, model, runs, metrics and experiments, of a config or of a track."""
-    if cfg["data"]["dataset"] == "scenes":
+    if cfg["data"]["dataset"] in TEXT_DATASETS:
         _check_text_data(cfg["data"])
     else:
         _check_data(cfg["data"])

@@ -128,8 +128,14 @@ def make_ema(model):
 
 @torch.no_grad()
 def ema_update(ema, model, decay: float = 0.9999):
-    """θ_ema ← decay·θ_ema + (1 - decay)·θ, for parameters; buffers are copied."""
+    """θ_ema ← decay·θ_ema + (1 - decay)·θ, for parameters; the saved buffers are copied (not the
+    unsaved ones, such as a prompt bank: an online bank changes size at every step)."""
     for pe, p in zip(ema.parameters(), model.parameters()):
         pe.lerp_(p.detach(), 1 - decay)
-    for be, b in zip(ema.buffers(), model.buffers()):
+    for be, b in zip(_saved_buffers(ema), _saved_buffers(model)):
         be.copy_(b)
+
+
+def _saved_buffers(module):
+    return [b for m in module.modules() for name, b in m.named_buffers(recurse=False)
+            if name not in m._non_persistent_buffers_set]

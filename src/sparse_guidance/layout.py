@@ -36,6 +36,8 @@ class Layout:
         self.cache = p("cache")                                        # feature caches of the metrics
         # the text-to-image track (config.track_config: results_dir is <results>/t2i)
         self.prompts = p("data", "prompts.json")                       # prepare_data: evaluation prompts + metadata
+        self.captions = p("data", "captions.jsonl")                    # prepare_data (webdataset): the captions ...
+        self.shard_index = p("data", "index.npz")                      # ... and where each sample's image is
         self.shape_classifier = p("scorers", "shape_classifier.pt")    # scorers: GenEval's detector ...
         self.scene_text_scorer = p("scorers", "scene_text.pt")         # ... the scene-text score
         self.scorers_info = p("scorers", "info.json")                  # ... and their checks on real renders
@@ -90,6 +92,8 @@ def data_identity(d: dict) -> dict:
     the scenes not the evaluation prompts either: those are the text features' eval job's)."""
     if d["dataset"] == "scenes":
         return {k: d[k] for k in ("dataset", "image_size", "train")}
+    if d["dataset"] == "webdataset":
+        return {k: d[k] for k in ("dataset", "shards", "filter", "image_size")}
     return {k: d[k] for k in ("dataset", "root", "train_split", "train_limit", "image_size")}
 
 

@@ -25,6 +25,8 @@ from .checkpoint import load_weights, read_checkpoint
 from .data import FashionMNIST, ImageNet, LatentDataset, build_codec, encode_dataset
 from .data.fashion_mnist import find_fashion_mnist
 from .data.scenes import Scenes
+from .data.text_encoders import OnlinePrompts, TextEncoder
+from .data.webdataset import CaptionShards, build_index, read_captions
 from .errors import ConfigError
 from .flops import FlopCounter, recipe_gflops
 from .guidance import resolve_recipe
@@ -65,6 +67,8 @@ def training_images(cfg: dict, output: str = "float"):
     d = cfg["data"]
     if d["dataset"] == "scenes":  # the text-to-image track: labels index the captions (ds.classes)
         return Scenes("train", n=d["train"]["n"], seed=d["train"]["seed"], tags=d["train"]["tags"], output=output)
+    if d["dataset"] == "webdataset":  # the track at the paper's scale: label i is sample i's caption
+        return CaptionShards(Path(Layout(cfg).dataset).parent, image_size=d["image_size"], output=output)
     if d["dataset"] == "fashion_mnist":
         ds = FashionMNIST(d["train_split"], root=d["root"], download=d["download"], output=output)
     else:
@@ -83,6 +87,8 @@ def prepare_data(cfg: dict) -> dict:
     and record what will be used in data/dataset.json (the scenes of the text-to-image track are
     rendered here; their captions are its classes)."""
     d = cfg["data"]
+    if d["dataset"] == "webdataset":
+        return _index_shards(cfg)
     ds = training_images(cfg, output="uint8")
     base = ds.dataset if isinstance(ds, torch.utils.data.Subset) else ds
     labels = np.asarray(base.targets if hasattr(base, "targets") else [base[i][1] for i in range(len(base))])
@@ -97,6 +103,28 @@ def prepare_data(cfg: dict) -> dict:
             "image_shape": list(ds[0][0].shape), "classes": list(getattr(base, "classes", []))}
     write_json(Layout(cfg).dataset, info)
     return info
+
+
+def _index_shards(cfg: dict) -> dict:
+    """The webdataset shards' index (data/webdataset.py: index.npz, captions.jsonl, shards.json) and
+    data/dataset.json; the aesthetic filter applied as the config gives it (data.filter)."""
+    d, layout = cfg["data"], Layout(cfg)
+    f = d["filter"]
+    shards = build_index(d["shards"], Path(layout.dataset).parent, keep_keys=f["keys"], field=f["field"],
+                         minimum=f["min"])
+    info = {"dataset": "webdataset", "count": shards["count"], "source_count": shards["count"] + sum(
+        shards["dropped"].values()), "dropped": shards["dropped"], "num_classes": shards["count"],
+            "shards": len(shards["shards"]), "image_shape": [3, d["image_size"], d["image_size"]],
+            "captions": layout.captions, "classes": []}
+    write_json(layout.dataset, info)
+    return info
+
+
+def training_captions(cfg: dict) -> list[str]:
+    """The training captions of the text-to-image track, in the order of the latents' labels."""
+    if cfg["data"]["dataset"] == "webdataset":
+        return read_captions(Path(Layout(cfg).dataset).parent)
+    return read_json(Layout(cfg).dataset)["classes"]
 
 
 def _fashion_root(d):
@@ -156,20 +184,29 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
     with torch.random.fork_rng(devices=[]):  # initial weights from train.seed, not from the process's RNG
         torch.manual_seed(2**62 + tc.seed)    # (apart from the per-step seeds seed * 1_000_003 + step)
         model = C.build_run_model(cfg, run)
-    if text:  # the captions' features, in the order of the latents' labels
-        bank = prompt_features(cfg, "train", expect=read_json(layout.dataset)["classes"])
+    device = device or device_of(cfg)
+    if world > 1 and torch.device(device).type == "cuda" and torch.device(device).index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # DDP: this rank's GPU
+    conditions = None
+    if text and cfg["data"]["text_features"] == "online":  # each batch's captions encoded at its step
+        conditions = OnlinePrompts(TextEncoder.from_config(cfg["data"]["text_encoder"], device),
+                                   training_captions(cfg), model.cond_embedder,
+                                   batch_size=cfg["data"]["text_encoder"]["batch_size"])
+        if len(conditions.captions) != dataset.num_classes:
+            raise ConfigError(f"latents in {layout.latents_dir!r} have {dataset.num_classes} captions, "
+                              f"{layout.captions!r} {len(conditions.captions)}; re-encode them (snakemake --forcerun "
+                              "t2i_encode_latents).")
+    elif text:  # the captions' features, in the order of the latents' labels
+        bank = prompt_features(cfg, "train", expect=training_captions(cfg))
         if len(bank["prompts"]) != dataset.num_classes:
             raise ConfigError(f"latents in {layout.latents_dir!r} have {dataset.num_classes} captions, the prompt "
                               f"features {len(bank['prompts'])}; re-encode them (snakemake --forcerun "
                               "t2i_encode_latents).")
         model.cond_embedder.set_bank(bank["features"], bank["mask"])
-    device = device or device_of(cfg)
-    if world > 1 and torch.device(device).type == "cuda" and torch.device(device).index is None:
-        device = torch.device("cuda", torch.cuda.current_device())  # DDP: this rank's GPU
     t0 = time.perf_counter()
     init = cfg["runs"][run].get("init")  # dense finetuning: start from another run's snapshot
     init_from = layout.snapshot(init["run"], init["step"]) if init else None
-    train(model, dataset, tc, state, device=device, progress=progress, init_from=init_from)
+    train(model, dataset, tc, state, device=device, progress=progress, init_from=init_from, conditions=conditions)
     seconds = time.perf_counter() - t0
     outputs = train_outputs(cfg, run)
     if rank != 0:
@@ -236,7 +273,7 @@ def load_run_model(cfg: dict, run: str, checkpoint, device=None, weights: str = 
 
 def is_text(cfg: dict) -> bool:
     """Whether a config is the text-to-image track's (conditions index prompts, not classes)."""
-    return cfg["data"]["dataset"] == "scenes"
+    return cfg["data"]["dataset"] in C.TEXT_DATASETS
 
 
 def prompt_features(cfg: dict, split: str, expect=None) -> dict:

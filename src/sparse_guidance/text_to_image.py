@@ -34,7 +34,7 @@ from .metrics.image_text import NAME as SCENE_TEXT, SceneTextScorer, scene_text_
 from . import config as C
 from . import results as R
 from . import throughput as TP
-from .stages import device_of, load_run_model, prompt_features, training_images
+from .stages import device_of, load_run_model, prompt_features, training_captions, training_images
 
 
 def _check_track(cfg: dict):
@@ -43,8 +43,7 @@ def _check_track(cfg: dict):
 
 
 def text_encoder(cfg: dict, device=None) -> TextEncoder:
-    e = cfg["data"]["text_encoder"]
-    return TextEncoder(e["name"], path=e["path"], max_length=e["max_length"], device=device or device_of(cfg))
+    return TextEncoder.from_config(cfg["data"]["text_encoder"], device=device or device_of(cfg))
 
 
 def text_features(cfg: dict, split: str, device=None) -> dict:
@@ -56,7 +55,7 @@ def text_features(cfg: dict, split: str, device=None) -> dict:
     _check_track(cfg)
     layout, d = Layout(cfg), cfg["data"]
     if split == "train":
-        prompts = read_json(layout.dataset)["classes"]
+        prompts = training_captions(cfg)
     elif split == "eval":
         meta = evaluation_prompts(d["eval"]["prompts_per_tag"], d["eval"]["seed"], d["eval"]["tags"])
         write_json(layout.prompts, {"prompts": meta, "tags": sorted({p["tag"] for p in meta})})

@@ -148,10 +148,13 @@ def checkpoint_path(out_dir, step: int) -> Path:
     return Path(out_dir) / f"step-{step:07d}.pt"
 
 
-def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", init_from=None, progress=True):
+def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", init_from=None, progress=True,
+          conditions=None):
     """Train ``model`` on ``dataset`` (items (latent, label)) for cfg.steps steps; resumes from
     out_dir/last.pt if present. ``init_from`` (a checkpoint) starts a fresh run from its EMA weights
-    (dense finetuning). Returns (model, ema) on the CPU side of the caller's device."""
+    (dense finetuning). ``conditions`` maps each rank's labels to the model's conditions before
+    the step (text_encoders.OnlinePrompts: the batch's captions encoded as its prompt bank).
+    Returns (model, ema) on the CPU side of the caller's device."""
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
     rank, world = rank_world()
     if cfg.batch_size % world:
@@ -183,7 +186,8 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[torch.device(device).index] if str(device).startswith("cuda") else None)
+            model, device_ids=[torch.device(device).index] if str(device).startswith("cuda") else None,
+            broadcast_buffers=conditions is None)  # an online prompt bank is each rank's own batch
     log_path = out_dir / "log.csv"
     _truncate_log(log_path, start) if rank == 0 else None
     n_data = len(dataset)
@@ -198,6 +202,8 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
         idx = torch.randint(0, n_data, (cfg.batch_size,), generator=gen)
         x, y = _batch(dataset, idx[rank * local:(rank + 1) * local])
         x, y = x.to(device), y.to(device)
+        if conditions is not None:
+            y = conditions(y)
         shape = (cfg.batch_size, *x.shape[1:])
         d = draw(model, shape, gamma=gamma, class_dropout=cfg.class_dropout, generator=gen)
         d = d.slice(rank * local, (rank + 1) * local)

@@ -92,16 +92,20 @@ def shard_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def _class_histogram(out_dir: Path, shards: list[dict], num_classes: int | None) -> list[int]:
-    """Label counts over the listed shards (length num_classes, or max label + 1 if unknown)."""
+def _class_histogram(out_dir: Path, shards: list[dict], num_classes: int | None, per_item: bool = False):
+    """Label counts over the listed shards (length num_classes, or max label + 1 if unknown); None
+    where each label names one item (a caption per sample: a histogram of ones)."""
+    if per_item:
+        return None
     labels = [np.load(out_dir / s["labels"]) for s in shards]
     return np.bincount(np.concatenate(labels) if labels else np.zeros(0, np.int64), minlength=num_classes or 0).tolist()
 
 
-def _write_manifest(out_dir: Path, settings: dict, shards: dict[int, dict], num_classes: int | None):
+def _write_manifest(out_dir: Path, settings: dict, shards: dict[int, dict], num_classes: int | None,
+                    per_item: bool = False):
     done = [shards[i] for i in sorted(shards)]
-    manifest = {**settings, "complete": len(done) == settings["num_shards"],
-                "num_classes": num_classes, "class_histogram": _class_histogram(out_dir, done, num_classes),
+    manifest = {**settings, "complete": len(done) == settings["num_shards"], "num_classes": num_classes,
+                "class_histogram": _class_histogram(out_dir, done, num_classes, per_item),
                 "layout": "shard k: dataset items [k*shard_size, (k+1)*shard_size), then (flip) the same mirrored",
                 "shards": done}
     write_bytes(out_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
@@ -169,13 +173,14 @@ def encode_dataset(dataset, codec: Codec, out_dir: str | Path, shard_size: int =
                     num_shards=num_shards, dtype=dtype, seed=seed,
                     latent_shape=list(codec.latent_shape(first.shape[-2], first.shape[-1])))
     classes = getattr(dataset, "classes", None)
-    num_classes = len(classes) if classes is not None else None
+    per_item = bool(getattr(dataset, "labels_index_items", False))  # label i: item i's caption (webdataset.py)
+    num_classes = len(classes) if classes is not None else (len(dataset) if per_item else None)
 
     done = _resume(out_dir, settings, overwrite)
     report = EncodeReport(out_dir, {}, reused=sorted(done))
     todo = [k for k in range(num_shards) if k not in done]
     if not todo:
-        report.manifest = _write_manifest(out_dir, settings, done, num_classes)
+        report.manifest = _write_manifest(out_dir, settings, done, num_classes, per_item)
         return report
 
     codec.to(device)
@@ -208,7 +213,7 @@ def encode_dataset(dataset, codec: Codec, out_dir: str | Path, shard_size: int =
                                   f"{num_classes} classes (0..{num_classes - 1}); fix the labels.")
             done[k] = _write_shard(out_dir, k, lat, lab)
             report.encoded.append(k)
-            report.manifest = _write_manifest(out_dir, settings, done, num_classes)
+            report.manifest = _write_manifest(out_dir, settings, done, num_classes, per_item)
             bar.set_postfix(shard=f"{len(done)}/{num_shards}")
     return report
 
@@ -266,7 +271,7 @@ class LatentDataset(torch.utils.data.Dataset):
                               "to resume.")
         self.manifest, self.latent_shape = manifest, tuple(manifest["latent_shape"])
         self.codec, self.scale_factor = manifest["codec"], manifest["codec"]["scale_factor"]
-        self.num_classes = manifest["num_classes"] or len(manifest["class_histogram"])
+        self.num_classes = manifest["num_classes"] or len(manifest["class_histogram"] or [])
         for s in shards:
             self._check_shard(s, verify)
         self.labels = np.concatenate([np.load(self.out_dir / s["labels"]) for s in shards])

@@ -18,7 +18,14 @@ Encoders (both loaded with transformers, the hub never contacted):
   with ``save_pretrained`` from the downloaded checkpoint (README, text-to-image track).
 
 Caching: a bank is computed once per (encoder weights, prefix, length, prompts) and stored as
-``<cache_dir>/prompts-<digest>.pt``; training never runs the encoder per step.
+``<cache_dir>/prompts-<digest>.pt``; training on a fixed caption bank (the embedded scenes) never
+runs the encoder per step.
+
+Online (``data.text_features: online``, the paper scale): a web-scale caption set has no bank (the
+2.5B model's 1536-d states of 256 tokens are 0.8 MB per caption in float16, 24 TB for 30M
+captions), so ``OnlinePrompts`` encodes each training batch's captions with the frozen encoder and
+sets them as that step's bank: the model, its conditions (indices) and CFG's dropout to ∅ are
+unchanged.
 """
 from __future__ import annotations
 
@@ -76,6 +83,11 @@ class TextEncoder:
         self.width = int(self.model.config.hidden_size)
         self._weights_digest = None
 
+    @classmethod
+    def from_config(cls, section: dict, device="cpu") -> "TextEncoder":
+        """The encoder of a config's ``data.text_encoder`` section (name, path, max_length)."""
+        return cls(section["name"], path=section.get("path"), max_length=section.get("max_length"), device=device)
+
     def weights_digest(self) -> str:
         """Content hash of the encoder's weight files (the cache key: other weights, other features);
         read once per encoder, not at every bank."""
@@ -118,3 +130,24 @@ def prompt_bank(encoder: TextEncoder, prompts: list[str], cache_dir: str | Path 
     if path is not None:
         save_atomic(bank, path)
     return bank
+
+
+class OnlinePrompts:
+    """Per training step: the batch's captions through the frozen encoder as the step's bank.
+
+    ``conditions(y)`` with y (B,) long caption indices (labels of the latents) sets
+    ``embedder``'s bank to the U distinct captions of the batch and, last, the empty prompt ∅ (its
+    states computed once), and returns y as indices 0..U-1 into it; CFG's condition dropout then
+    gives index U, the empty prompt, as with a cached bank."""
+
+    def __init__(self, encoder: TextEncoder, captions: list[str], embedder, batch_size: int = 64):
+        self.encoder, self.captions, self.embedder, self.batch_size = encoder, captions, embedder, batch_size
+        self.null = None
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        unique, inverse = torch.unique(y.cpu(), return_inverse=True)
+        feats, mask = self.encoder([self.captions[int(i)] for i in unique], batch_size=self.batch_size)
+        if self.null is None:
+            self.null = self.encoder([""])
+        self.embedder.set_bank(torch.cat([feats, self.null[0]]), torch.cat([mask, self.null[1]]))
+        return inverse.to(y.device)
