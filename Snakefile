@@ -28,7 +28,7 @@ from snakemake.utils import validate
 
 from sparse_guidance import config as C
 from sparse_guidance.errors import ConfigError
-from sparse_guidance.layout import job_digest
+from sparse_guidance.layout import Layout, job_digest
 from sparse_guidance.workflow import OVERRIDES_ENV
 
 PRESET = str(config.get("preset", C.DEFAULT_PRESET))

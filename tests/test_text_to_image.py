@@ -4,6 +4,8 @@ Tables 4-5 (the workflow test runs the same through Snakemake)."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -43,7 +45,8 @@ def test_a_track_is_a_configuration_of_its_own(preset):
     t4, t5 = t2i["experiments"]["table4"]["rows"], t2i["experiments"]["table5"]["rows"]
     assert t4["sg"]["recipe"] == {"preset": "sg", "omega": 1.8, "gamma_strong": 0.1, "gamma_weak": 0.8}  # App. B.2
     assert t5["cfg_sg"]["recipe"] == {"preset": "cfg+sg", "omega": 2.5, "gamma_strong": 0.2, "gamma_weak": 0.7}
-    assert t5["unguided"]["same_as"] == "table4/unguided"
+    assert t5["unguided"]["recipe"] == "unguided" and "same_as" not in t5["unguided"]  # its own prompts at scale
+    assert t2i["experiments"]["fig1_t2i"]["rows"]["sg"]["same_as"] == "table4/sg"
     # tables go beside the class-conditional ones; everything else under t2i/
     L = Layout(t2i)
     assert L.table("table4", "md") == f"results/{preset}/tables/table4.md"
@@ -193,7 +196,10 @@ def test_scores_name_every_tag_and_the_scorers_were_checked_on_real_renders(t2i)
 @needs_minilm
 def test_tables_4_and_5_from_the_track_results(t2i):
     df = R.load(t2i, "table5")
-    assert list(df["row"]) == ["unguided", "cfg", "cfg_sg"] and df["source"].iloc[0] == "table4/unguided"
+    assert list(df["row"]) == ["unguided", "cfg", "cfg_sg"] and df["source"].iloc[0] == "table5/unguided"
+    L = Layout(t2i)  # Table 5's unguided row samples on its own; from the same prompts and noise, Table 4's images
+    with np.load(L.samples("table5", "unguided")) as a, np.load(L.samples("table4", "unguided")) as b:
+        assert np.array_equal(a["arr_0"], b["arr_0"]) and np.array_equal(a["arr_1"], b["arr_1"])
     assert df["paper_overall"].tolist() == [0.48, 0.61, 0.62]
     frame = T.table5_frame(t2i, df, t2i["experiments"]["table5"]["literature"])
     assert frame["kind"].tolist().count("ours") == 3 and frame["kind"].tolist().count("paper") == 3
@@ -315,3 +321,51 @@ def test_the_ranking_figure_carries_the_papers_rows(t2i):
     assert df["paper_overall"].tolist() == [7.76, 9.21, 9.87]
     paper = T.table4_paper_frame(df, t2i["experiments"]["fig1_t2i"]["literature"])
     assert (paper["kind"] == "paper").sum() == 3
+
+
+def _geneval_file(path, n=3):
+    """A prompt file in the form of GenEval's prompts/evaluation_metadata.jsonl (one JSON object per line)."""
+    lines = [{"tag": "color_attr", "include": [{"class": "cube", "count": 1, "color": "red"}], "exclude": [],
+              "prompt": f"a photo of a red cube number {i}"} for i in range(n)]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+@needs_minilm
+def test_an_experiment_samples_its_own_prompt_set(t2i, tmp_path):
+    meta = _geneval_file(tmp_path / "evaluation_metadata.jsonl")
+    cfg = X.track_config(X.load_config("smoke", {"results_dir": str(tmp_path / "r"), "text_to_image": {
+        "data": {"prompt_sets": {"geneval": {"format": "geneval", "path": str(meta)}}},
+        "experiments": {"table5": {"prompts": "geneval"}}}}))
+    L = Layout(cfg)
+    assert X.prompt_set(cfg, "table5") == "geneval" and X.prompt_set(cfg, "table4") == "eval"
+    assert L.prompts_file("geneval").endswith("t2i/data/prompts-geneval.json")
+    info = TTI.text_features(cfg, "eval-geneval")
+    assert info["prompts"] == 3 and L.text_features("eval-geneval").endswith("text/eval-geneval.pt")
+    shutil.copytree(Layout(t2i).run_dir("routing"), L.run_dir("routing"))  # the trained model
+    out = P.sample_row(cfg, "table5", "cfg", progress=False)
+    with np.load(L.samples("table5", "cfg")) as z:
+        assert z["arr_1"].tolist() == [i % 3 for i in range(len(z["arr_1"]))]  # the set's three prompts
+    assert out["prompts"] == "geneval"
+    model = P.load_run_model(cfg, "routing", L.checkpoint("routing"), prompt_set="geneval")
+    assert model.cond_embedder.num_classes == 3
+    assert read_json(L.prompts_file("geneval"))["prompts"][0]["include"][0]["color"] == "red"
+
+
+def test_prompt_sets_are_checked(tmp_path):
+    meta = _geneval_file(tmp_path / "m.jsonl")
+    sets = {"data": {"prompt_sets": {"geneval": {"format": "geneval", "path": str(meta)}}}}
+    with pytest.raises(ConfigError, match="prompt sets are eval, geneval"):
+        X.load_config("smoke", {"text_to_image": {**sets, "experiments": {"table5": {"prompts": "hpsv3"}}}})
+    with pytest.raises(ConfigError, match="samples prompt set 'eval', this experiment 'geneval'"):
+        X.load_config("smoke", {"text_to_image": {**sets, "experiments": {"fig9": {"prompts": "geneval"}}}})
+    with pytest.raises(ConfigError, match="only the text-to-image track"):
+        X.load_config("smoke", {"experiments": {"table2": {"prompts": "eval"}}})
+    from sparse_guidance.data.prompt_sets import load_prompt_set
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"tag": "counting", "prompt": "two cats"}\n')
+    with pytest.raises(ConfigError, match="line 1: a prompt needs tag, prompt, include"):
+        load_prompt_set({"format": "geneval", "path": str(bad)})
+    assert load_prompt_set({"format": "tagged", "path": str(bad)}) == [{"tag": "counting", "prompt": "two cats"}]
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_prompt_set({"format": "tagged", "path": str(tmp_path / "none.jsonl")})

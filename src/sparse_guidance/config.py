@@ -367,6 +367,14 @@ def _check_metrics(m: dict, sampling: dict, where: str = "metrics"):
                           "a metric can only use the samples drawn.")
     if "extractor" in m and {"prec", "rec"} & set(m["metrics"]) and m["n"] < 4:
         raise ConfigError(f"{where}.n={m['n']}: precision/recall (k=3) need at least 4 samples.")
+    if {"geneval", "geneval_official"} <= set(m["metrics"]):
+        raise ConfigError(f"{where}.metrics: geneval (its rules on the scenes' detector) and geneval_official "
+                          "(GenEval's own scripts) fill the same columns; keep one.")
+    for name, needs in (("hpsv3", ("python",)), ("geneval_official", ("python", "repo", "detector"))):
+        missing = [k for k in needs if name in m["metrics"] and not (m.get(name) or {}).get(k)]
+        if missing:
+            raise ConfigError(f"{where}.{name}: {', '.join(missing)} not set; the scorer runs in its own environment "
+                              "(README, text-to-image track: how to install it and its weights offline).")
 
 
 def resources(cfg: dict, rule: str) -> dict:
@@ -538,6 +546,11 @@ def _check_experiments(cfg: dict) -> dict:
         baseline = e.get("baseline", next(iter(rows)))
         if baseline not in rows:
             raise ConfigError(f"{where}.baseline={baseline!r} is not one of its rows ({', '.join(rows)}).")
+        sets = ("eval", *cfg["data"].get("prompt_sets", {})) if cfg.get("track") == "text_to_image" else ()
+        if e.get("prompts") is not None and e["prompts"] not in sets:
+            raise ConfigError(f"{where}.prompts={e['prompts']!r}: " + (
+                f"the prompt sets are {', '.join(sets)} (data.eval and data.prompt_sets)." if sets else
+                "only the text-to-image track's experiments sample prompt sets."))
         out[name] = {**e, "rows": rows, "baseline": baseline, "caption": e.get("caption", ""),
                      "sampling": sampling, "metrics": metrics, "plot": e.get("plot") or {}, "run": e.get("run")}
     for name, e in out.items():  # references between experiments: checked once every experiment is known
@@ -545,6 +558,10 @@ def _check_experiments(cfg: dict) -> dict:
             if row.get("same_as") is not None:
                 src = resolve_source(out, name, rid, f"experiments.{name}.rows.{rid}.same_as")
                 target = out[src[0]]["rows"][src[1]]
+                if (e.get("prompts") or "eval") != (out[src[0]].get("prompts") or "eval"):
+                    raise ConfigError(f"experiments.{name}.rows.{rid}.same_as={row['same_as']!r}: that row samples "
+                                      f"prompt set {out[src[0]].get('prompts') or 'eval'!r}, this experiment "
+                                      f"{e.get('prompts') or 'eval'!r}; give the row its own recipe.")
                 row.setdefault("label", target["label"])
                 row["tags"] = {**target.get("tags", {}), **(row.get("tags") or {})}
     return out
@@ -641,6 +658,27 @@ def track_config(cfg: dict, track: str = "text_to_image") -> dict:
 # ---------------------------------------------------------------------------------------------
 # Readers used by the stages, the results and the rules
 # ---------------------------------------------------------------------------------------------
+
+def prompt_set(cfg: dict, experiment_name: str) -> str:
+    """The prompt set an experiment of the text-to-image track samples: 'eval' (data.eval) or a name
+    of data.prompt_sets."""
+    return experiment(cfg, experiment_name).get("prompts") or "eval"
+
+
+def prompt_set_spec(cfg: dict, name: str) -> dict:
+    """The settings of a prompt set (data/prompt_sets.py: format, path, ...)."""
+    if name == "eval":
+        return cfg["data"]["eval"]
+    sets = cfg["data"].get("prompt_sets") or {}
+    if name not in sets:
+        raise ConfigError(f"prompt set {name!r} is not in data.prompt_sets ({', '.join(sets) or 'none'}).")
+    return sets[name]
+
+
+def eval_split(name: str) -> str:
+    """The text features' split of a prompt set: 'eval' for data.eval, 'eval-<name>' for the others."""
+    return "eval" if name == "eval" else f"eval-{name}"
+
 
 def experiment(cfg: dict, name: str) -> dict:
     if name not in cfg["experiments"]:

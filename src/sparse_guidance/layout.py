@@ -47,7 +47,11 @@ class Layout:
     def path(self, *parts) -> str:
         return "/".join([self.root, *map(str, parts)])
 
-    def text_features(self, split): return self.path("text", f"{split}.pt")  # noqa: E704  text_features: train, eval
+    def text_features(self, split): return self.path("text", f"{split}.pt")  # noqa: E704  text_features: train, eval, eval-<set>
+
+    def prompts_file(self, prompt_set="eval"):
+        """The prompts (with their metadata) of an evaluation prompt set: data.eval, or data.prompt_sets.<name>."""
+        return self.prompts if prompt_set == "eval" else self.path("data", f"prompts-{prompt_set}.json")
 
     # training: the resumable state (not a workflow output: a rerun continues it) and the published files
     def run_dir(self, run): return self.path("runs", run)                                   # noqa: E704
@@ -108,8 +112,10 @@ def job_config(cfg: dict, stage: str, **ids) -> dict:
     report (experiment); in the text-to-image track also text_features (split: train, the training
     captions; eval, the evaluation prompts), scorers and throughput."""
     data = data_identity(cfg["data"])
-    if stage == "text_features":
-        source = {"data": data} if ids["split"] == "train" else {"eval": cfg["data"]["eval"]}
+    if stage == "text_features":  # split: train, eval (data.eval) or eval-<name> (data.prompt_sets.<name>)
+        split = ids["split"]
+        source = ({"data": data} if split == "train" else {"eval": cfg["data"]["eval"]} if split == "eval" else
+                  {"eval": cfg["data"]["prompt_sets"][split.removeprefix("eval-")]})
         return {**source, "text_encoder": text_encoder_identity(cfg["data"])}
     if stage == "scorers":
         return {"data": data, "eval": cfg["data"]["eval"], "text_encoder": text_encoder_identity(cfg["data"]),
@@ -135,7 +141,9 @@ def job_config(cfg: dict, stage: str, **ids) -> dict:
                 "codec": cfg["data"]["codec"], "counted_ops": sorted(COUNTED_OPS)}  # GFLOPs per step, too
     if stage == "evaluate":
         ref = distance_reference(cfg, ids["experiment"], ids["row"])
-        return {"metrics": exp["metrics"], "row": exp["rows"][ids["row"]],
+        unused = {"hpsv3", "geneval_official"} - set(exp["metrics"]["metrics"])  # external scorers' settings
+        metrics = {k: v for k, v in exp["metrics"].items() if k not in unused}
+        return {"metrics": metrics, "row": exp["rows"][ids["row"]],
                 "distance_to": None if ref is None else {"row": ref, "sample": job_config(
                     cfg, "sample", experiment=ids["experiment"], row=ref)}}
     rows = {r: source_row(cfg, ids["experiment"], r) for r in exp["rows"]}

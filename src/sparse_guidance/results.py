@@ -20,12 +20,15 @@ from .io import read_json
 from .layout import Layout, job_digest
 
 METRIC_KEYS = ("fid", "sfid", "is", "prec", "rec", "acc", "distance_value")
-TEXT_METRICS = {"geneval": "geneval", "scene_text": "scene"}  # a text-to-image row's scores -> column prefix
+# a text-to-image row's scores -> column prefix (GenEval's port on the scenes and GenEval's own
+# scripts share one: a config has one or the other)
+TEXT_METRICS = {"geneval": "geneval", "geneval_official": "geneval", "scene_text": "scene", "hpsv3": "hps"}
 
 
 def text_metric_columns(m: dict) -> dict:
     """A text-to-image row's scores as columns: geneval_<tag> (and geneval_overall, the mean of
-    GenEval's six tags), scene_<tag> and scene_overall (the scene-text score), and <prefix>_n_<tag>."""
+    GenEval's six tags), scene_<tag> and scene_overall (the scene-text score), hps_<category> and
+    hps_overall (HPSv3), and <prefix>_n_<tag>."""
     out = {}
     for key, prefix in TEXT_METRICS.items():
         for tag, v in (m.get(key) or {}).items():

@@ -260,13 +260,13 @@ def _check_state(cfg: dict, run: str, state: Path, tc):
                           f"step {step}); choose saved steps, or {fix}")
 
 
-def load_run_model(cfg: dict, run: str, checkpoint, device=None, weights: str = "ema"):
+def load_run_model(cfg: dict, run: str, checkpoint, device=None, weights: str = "ema", prompt_set: str = "eval"):
     """A run's model with the weights of a checkpoint (the EMA by default), in eval mode; a text
-    model reads the evaluation prompts' features (its conditions index them)."""
+    model reads the features of an evaluation prompt set (its conditions index them)."""
     model = C.build_run_model(cfg, run)
     load_weights(model, read_checkpoint(checkpoint), weights)
     if is_text(cfg):
-        bank = prompt_features(cfg, "eval")
+        bank = prompt_features(cfg, C.eval_split(prompt_set))
         model.cond_embedder.set_bank(bank["features"], bank["mask"])
     return model.to(device or device_of(cfg)).eval()
 
@@ -287,10 +287,10 @@ def prompt_features(cfg: dict, split: str, expect=None) -> dict:
     return bank
 
 
-def num_conditions(cfg: dict) -> int:
-    """How many conditions samples cycle through: the classes, or the track's evaluation prompts."""
+def num_conditions(cfg: dict, prompt_set: str = "eval") -> int:
+    """How many conditions samples cycle through: the classes, or the prompts of an evaluation set."""
     if is_text(cfg):
-        return len(read_json(Layout(cfg).prompts)["prompts"])
+        return len(read_json(Layout(cfg).prompts_file(prompt_set))["prompts"])
     return cfg["model"]["num_classes"]
 
 
@@ -331,10 +331,12 @@ def row_checkpoints(cfg: dict, spec: dict) -> dict:
     return files
 
 
-def row_models(cfg: dict, spec: dict, device) -> dict:
-    """The networks a row's recipe uses, by name (row_checkpoints), with their EMA weights."""
+def row_models(cfg: dict, spec: dict, device, prompt_set: str = "eval") -> dict:
+    """The networks a row's recipe uses, by name (row_checkpoints), with their EMA weights (a text
+    model with the bank of the row's prompt set)."""
     runs = {"main": spec["run"], "aux": (spec.get("aux") or {}).get("run")}
-    return {name: load_run_model(cfg, runs[name], path, device) for name, path in row_checkpoints(cfg, spec).items()}
+    return {name: load_run_model(cfg, runs[name], path, device, prompt_set=prompt_set)
+            for name, path in row_checkpoints(cfg, spec).items()}
 
 
 def _parts_dir(npz_path) -> Path:
@@ -358,7 +360,8 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
     s, seed = exp["sampling"], spec["seed"]
     device = torch.device(device) if device is not None else device_of(cfg)
     recipe = resolve_recipe(spec["recipe"], num_steps=s["steps"])
-    models = row_models(cfg, spec, device)
+    prompt_set = C.prompt_set(cfg, experiment) if is_text(cfg) else "eval"
+    models = row_models(cfg, spec, device, prompt_set)
     codec = build_codec_of(cfg).to(device)
     n, bs = s["num_samples"], s["batch_size"]
     parts = _parts_dir(layout.samples(experiment, row))
@@ -373,7 +376,7 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
         shutil.rmtree(parts)  # parts of another setting or other weights: start over
     parts.mkdir(parents=True, exist_ok=True)
     key_file.write_text(parts_key)
-    resumed, k = 0, num_conditions(cfg)  # classes, or the track's evaluation prompts (read once)
+    resumed, k = 0, num_conditions(cfg, prompt_set)  # classes, or the row's evaluation prompts (read once)
     for b, start in enumerate(tqdm(range(0, n, bs), desc=f"sampling {experiment}/{row}", disable=not progress)):
         part = parts / f"{b:06d}.npz"
         if part.exists():
@@ -407,5 +410,7 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
             "image_shape": list(arr.shape[1:]), "sampling_seconds": round(total, 2),
             "seconds_per_sample": round(total / n, 5), "gflops": round(gflops, 6), "batches_resumed": resumed, "device": str(device),
             "threads": torch.get_num_threads(), "config_digest": key}
+    if is_text(cfg):
+        info["prompts"] = prompt_set
     write_json(layout.sample_info(experiment, row), info)
     return info

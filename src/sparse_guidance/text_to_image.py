@@ -24,11 +24,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import read_checkpoint, save_atomic
-from .data.scenes import evaluation_prompts, render
+from .data.prompt_sets import load_prompt_set
+from .data.scenes import render
 from .data.text_encoders import TextEncoder, prompt_bank
 from .errors import ConfigError
 from .io import atomic_open, read_json, write_json
 from .layout import Layout, job_digest
+from .metrics import external
 from .metrics.geneval import ShapeClassifier, check_detector, geneval_scores, train_shape_classifier
 from .metrics.image_text import NAME as SCENE_TEXT, SceneTextScorer, scene_text_scores, train_scene_text_scorer
 from . import config as C
@@ -48,20 +50,22 @@ def text_encoder(cfg: dict, device=None) -> TextEncoder:
 
 def text_features(cfg: dict, split: str, device=None) -> dict:
     """The frozen encoder's token states (system prompt in front), with the empty prompt ∅ last:
-    split 'train', of the training captions (the labels of the latents, data/dataset.json) ->
-    text/train.pt; split 'eval', of the evaluation prompts, drawn here (GenEval's metadata form,
-    data/scenes.py: evaluation_prompts) -> data/prompts.json and text/eval.pt. Computed once:
-    training and sampling read them, the encoder never runs per step."""
+    split 'train', of the training captions (the labels of the latents) -> text/train.pt; split
+    'eval' (data.eval) or 'eval-<name>' (data.prompt_sets.<name>), of an evaluation prompt set
+    (data/prompt_sets.py: drawn from the scenes' test split, or read from GenEval's or a tagged
+    file) -> data/prompts[-<name>].json and text/<split>.pt. Computed once: training and sampling
+    read them, the encoder never runs per step (text_features: online trains without train.pt)."""
     _check_track(cfg)
     layout, d = Layout(cfg), cfg["data"]
     if split == "train":
         prompts = training_captions(cfg)
-    elif split == "eval":
-        meta = evaluation_prompts(d["eval"]["prompts_per_tag"], d["eval"]["seed"], d["eval"]["tags"])
-        write_json(layout.prompts, {"prompts": meta, "tags": sorted({p["tag"] for p in meta})})
+    elif split == "eval" or split.startswith("eval-"):
+        name = "eval" if split == "eval" else split.removeprefix("eval-")
+        meta = load_prompt_set(C.prompt_set_spec(cfg, name))
+        write_json(layout.prompts_file(name), {"prompts": meta, "tags": list(dict.fromkeys(p["tag"] for p in meta))})
         prompts = [p["prompt"] for p in meta]
     else:
-        raise ConfigError(f"text features of split {split!r}; choose 'train' or 'eval'.")
+        raise ConfigError(f"text features of split {split!r}; choose 'train', 'eval' or 'eval-<prompt set>'.")
     bank = prompt_bank(text_encoder(cfg, device), prompts, batch_size=d["text_encoder"]["batch_size"])  # (K+1, L, d)
     bank["config_digest"] = job_digest(cfg, "text_features", split=split)
     save_atomic(bank, layout.text_features(split))
@@ -121,17 +125,26 @@ def evaluate_row(cfg: dict, experiment: str, row: str) -> dict:
     _check_track(cfg)
     layout, m = Layout(cfg), C.experiment(cfg, experiment)["metrics"]
     C.row_spec(cfg, experiment, row)
-    prompts = read_json(layout.prompts)["prompts"]
+    prompt_set = C.prompt_set(cfg, experiment)
+    prompts = read_json(layout.prompts_file(prompt_set))["prompts"]
     with np.load(layout.samples(experiment, row)) as z:
         images, idx = z["arr_0"][:m["n"]], z["arr_1"][:m["n"]].astype(np.int64)
     if len(images) < m["n"]:
         raise ConfigError(f"{layout.samples(experiment, row)!r} holds {len(images)} samples; metrics.n={m['n']}.")
-    clf, scorer = load_scorers(cfg)
     result = {"experiment": experiment, "row": row, "n": int(len(images))}
+    if {"geneval", "scene_text"} & set(m["metrics"]):
+        clf, scorer = load_scorers(cfg)
+    work = Path(layout.metrics(experiment, row)).with_suffix("")  # the external scorers' work files
+    if "hpsv3" in m["metrics"]:
+        result["hpsv3"] = external.hpsv3_scores(images, [prompts[i]["prompt"] for i in idx],
+                                                [prompts[i]["tag"] for i in idx], m["hpsv3"], f"{work}.hpsv3")
+    if "geneval_official" in m["metrics"]:
+        result["geneval_official"] = external.geneval_official_scores(layout.samples(experiment, row), prompts,
+                                                                      m["geneval_official"], f"{work}.geneval")
     if "geneval" in m["metrics"]:
         result["geneval"] = geneval_scores(images, [prompts[i] for i in idx], clf)
     if "scene_text" in m["metrics"]:
-        bank = prompt_features(cfg, "eval", expect=[p["prompt"] for p in prompts])
+        bank = prompt_features(cfg, C.eval_split(prompt_set), expect=[p["prompt"] for p in prompts])
         result["scene_text"] = {"name": SCENE_TEXT, **scene_text_scores(scorer, images, idx,
                                                                          [prompts[i]["tag"] for i in idx], bank)}
     result["config_digest"] = job_digest(cfg, "evaluate", experiment=experiment, row=row)
@@ -189,10 +202,10 @@ def prompt_diversity(images: np.ndarray, labels: np.ndarray) -> dict[int, float]
 def diversity_table(cfg: dict, df: pd.DataFrame) -> pd.DataFrame:
     """prompt_diversity of every row of a loaded experiment (results.load), one line per (row, prompt)
     with the prompt's text and tag, and the row's GFLOPs per sampling step."""
-    layout, prompts = Layout(cfg), read_json(Layout(cfg).prompts)["prompts"]
-    out = []
+    layout, out = Layout(cfg), []
     for r in df.to_dict("records"):
         e, row = r["source"].split("/")
+        prompts = read_json(layout.prompts_file(C.prompt_set(cfg, e)))["prompts"]
         with np.load(layout.samples(e, row)) as z:
             div = prompt_diversity(z["arr_0"], z["arr_1"])
         out += [{"row": r["row"], "method": r["method"], "prompt_index": p, "prompt": prompts[p]["prompt"],
@@ -203,7 +216,7 @@ def diversity_table(cfg: dict, df: pd.DataFrame) -> pd.DataFrame:
 def plot_prompts(cfg: dict, experiment: str) -> list[int]:
     """The evaluation prompts a figure shows: its plot.prompts, else the first prompt of every tag."""
     chosen = C.experiment(cfg, experiment)["plot"].get("prompts")
-    prompts = read_json(Layout(cfg).prompts)["prompts"]
+    prompts = read_json(Layout(cfg).prompts_file(C.prompt_set(cfg, experiment)))["prompts"]
     if chosen is None:
         return [next(i for i, p in enumerate(prompts) if p["tag"] == t) for t in dict.fromkeys(p["tag"] for p in prompts)]
     bad = [i for i in chosen if i >= len(prompts)]
@@ -227,7 +240,10 @@ def tile(images: np.ndarray, pad: int = 1) -> np.ndarray:
 def prompt_rows(cfg: dict, df: pd.DataFrame, prompts: list[int], per_prompt: int = 4) -> tuple[dict, list[str]]:
     """Figure rows, one per method, of one tile per prompt (its first ``per_prompt`` samples: the same
     noise for every method), and the prompts' texts as column titles (wrapped)."""
-    texts = read_json(Layout(cfg).prompts)["prompts"]
+    sets = {C.prompt_set(cfg, source.split("/")[0]) for source in df["source"]}
+    if len(sets) != 1:
+        raise ConfigError(f"the rows {list(df['source'])} sample different prompt sets ({', '.join(sorted(sets))}).")
+    texts = read_json(Layout(cfg).prompts_file(sets.pop()))["prompts"]
     rows = {r["method"]: [tile(R.row_images(cfg, r["source"], per_prompt, [p])) for p in prompts]
             for r in df.to_dict("records")}
     return rows, [textwrap.fill(texts[p]["prompt"], 18) for p in prompts]

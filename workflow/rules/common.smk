@@ -28,6 +28,13 @@ def sample_inputs(w, cfg=None):
     return inputs
 
 
+def prompt_inputs(w, cfg):
+    """The prompt set a text-to-image experiment samples: its prompts (and metadata) and their features."""
+    name = C.prompt_set(cfg, w.experiment)
+    layout = Layout(cfg)
+    return {"prompts": layout.prompts_file(name), "text": layout.text_features(C.eval_split(name))}
+
+
 def evaluate_inputs(w):
     """The reference statistics of the row's feature network; Fig. 7's rows tagged role: compare also
     read the samples of the conditional row they are compared with."""

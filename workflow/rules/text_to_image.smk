@@ -107,6 +107,32 @@ if T2I is not None:
         shell:
             NOTEBOOK
 
+    if T2I["data"]["prompt_sets"]:
+        rule t2i_prompt_set:  # another evaluation prompt set (data.prompt_sets: GenEval's, HPSv3's) and its token states
+            wildcard_constraints:
+                prompt_set="|".join(T2I["data"]["prompt_sets"]),
+            input:
+                notebook="notebooks/07_text_features.ipynb",
+            output:
+                prompts=f"{RT}/data/prompts-{{prompt_set}}.json",
+                eval=f"{RT}/text/eval-{{prompt_set}}.pt",
+            log:
+                notebook=f"{RT}/notebooks/text_features-eval-{{prompt_set}}.ipynb",
+                txt=f"{RT}/logs/text_features-eval-{{prompt_set}}.log",
+            benchmark:
+                f"{RT}/benchmarks/text_features-eval-{{prompt_set}}.tsv"
+            params:
+                ids=ids(split="eval", **T2I_IDS),
+                digest=lambda w: job_digest(T2I, "text_features", split=f"eval-{w.prompt_set}"),
+            threads: C.resources(T2I, "text_features")["threads"]
+            resources:
+                **C.rule_resources(T2I, "text_features"),
+            priority: 10
+            conda:
+                f"../../{CONDA_ENV}"
+            shell:
+                NOTEBOOK
+
     rule t2i_scorers:
         input:
             notebook="notebooks/09_scorers.ipynb",
@@ -172,9 +198,8 @@ if T2I is not None:
             experiment=T2I_EXPERIMENTS,
         input:
             unpack(lambda w: sample_inputs(w, T2I)),
+            unpack(lambda w: prompt_inputs(w, T2I)),
             notebook="notebooks/05_sample.ipynb",
-            prompts=f"{RT}/data/prompts.json",
-            text=f"{RT}/text/eval.pt",
         output:
             npz=f"{RT}/samples/{{experiment}}/{{row}}.npz",
             info=f"{RT}/samples/{{experiment}}/{{row}}.json",
@@ -198,10 +223,9 @@ if T2I is not None:
         wildcard_constraints:
             experiment=T2I_EXPERIMENTS,
         input:
+            unpack(lambda w: prompt_inputs(w, T2I)),
             notebook="notebooks/06_evaluate.ipynb",
             samples=f"{RT}/samples/{{experiment}}/{{row}}.npz",
-            prompts=f"{RT}/data/prompts.json",
-            text=f"{RT}/text/eval.pt",
             shape_classifier=f"{RT}/scorers/shape_classifier.pt",
             scene_text=f"{RT}/scorers/scene_text.pt",
         output:
@@ -253,8 +277,8 @@ if T2I is not None:
             experiment=T2I_FIGURES,
         input:
             unpack(lambda w: report_inputs(w, T2I)),
+            unpack(lambda w: prompt_inputs(w, T2I)),
             notebook=lambda w: T2I_NOTEBOOKS[w.experiment],
-            prompts=f"{RT}/data/prompts.json",
         output:
             png=f"{R}/figures/{{experiment}}.png",
             pdf=f"{R}/figures/{{experiment}}.pdf",
