@@ -53,11 +53,42 @@ def test_a_track_is_a_configuration_of_its_own(preset):
     assert L.samples("table4", "sg") == f"results/{preset}/t2i/samples/table4/sg.npz"
 
 
-def test_the_paper_preset_has_no_text_track_yet():
-    cfg = X.load_config("paper")
-    assert cfg.get("text_to_image") is None
+def test_the_paper_preset_has_the_track_at_the_papers_scale():
+    t2i = X.track_config(X.load_config("paper"))
+    d, m, r = t2i["data"], t2i["model"], t2i["runs"]["routing"]
+    assert (d["dataset"], d["image_size"], d["text_features"], d["codec"]["name"]) == (
+        "webdataset", 512, "online", "sd-vae-ft-ema")
+    assert d["text_encoder"]["name"] == "causal-lm" and d["text_encoder"]["max_length"] == 256
+    assert (m["name"], m["input_size"], m["in_channels"]) == ("TR-DiT-2.5B", 64, 4)  # 1024 tokens
+    assert r["routes"] == ["2:30"] and r["train_gamma"] == 0.5  # Table A1
+    assert (r["train"]["batch_size"], r["train"]["lr"], r["train"]["betas"]) == (3072, 5e-5, [0.9, 0.95])
+    assert (t2i["sampling"]["steps"], t2i["sampling"]["bf16"]) == (50, True)
+    e = t2i["experiments"]
+    assert X.prompt_set(t2i, "table4") == "hpsv3" and X.prompt_set(t2i, "table5") == "eval"
+    assert d["eval"]["format"] == "geneval" and d["prompt_sets"]["hpsv3"]["format"] == "tagged"
+    assert e["table4"]["metrics"]["metrics"] == ["hpsv3"] and e["table5"]["metrics"]["metrics"] == ["geneval_official"]
+    assert all(X.prompt_set(t2i, f) == "hpsv3" for f in ("fig1_t2i", "fig9", "figA2", "figA3", "figA4"))
+    assert t2i["resources"]["sample"]["gpu"] == 1 and t2i["resources"]["train"]["gpu"] == 8  # the track's own
+    assert t2i["resources"]["evaluate"] == X.load_config("paper")["resources"]["evaluate"]  # the preset's
+    n = sum(p.numel() for p in X.build_run_model(t2i, "routing", device="meta").parameters())
+    assert abs(n / 2.5e9 - 1) < 0.05, n
+
+
+def test_a_preset_without_the_section_has_no_track(tmp_path):
+    (tmp_path / "mine.yaml").write_text("extends: smoke\nname: mine\ntext_to_image: null\n")
     with pytest.raises(ConfigError, match="has no text_to_image section"):
-        X.track_config(cfg)
+        X.track_config(X.load_config(str(tmp_path / "mine.yaml")))
+
+
+def test_external_scorers_need_their_environments():
+    with pytest.raises(ConfigError, match="metrics.hpsv3: python not set"):
+        X.load_config("smoke", {"text_to_image": {"metrics": {"metrics": ["hpsv3"]}}})
+    with pytest.raises(ConfigError, match="geneval_official: python, repo, detector not set"):
+        X.load_config("smoke", {"text_to_image": {"metrics": {"metrics": ["geneval_official"]}}})
+    with pytest.raises(ConfigError, match="fill the same columns"):
+        X.load_config("smoke", {"text_to_image": {"metrics": {"metrics": ["geneval", "geneval_official"],
+                                                              "geneval_official": {"python": "p", "repo": "r",
+                                                                                   "detector": "d"}}}})
 
 
 # The class-conditional track's job digests and a resume key of the smoke preset, computed with the

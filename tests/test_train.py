@@ -92,20 +92,22 @@ def test_finetune_starts_from_ema_of_a_checkpoint(tmp_path):
     assert same(model, ema)  # lr 0: the finetune run holds the EMA weights it started from
 
 
-def _ddp_worker(rank, world, init_file, out_dir, result_file):
+def _ddp_worker(rank, world, init_file, out_dir, result_file, accumulate=1):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        model, ema = train(make_model(), dataset(), CFG, out_dir, progress=False)
+        model, ema = train(make_model(), dataset(), {**CFG, "accumulate": accumulate}, out_dir, progress=False)
         if rank == 0:
             torch.save({"model": model.state_dict(), "ema": ema.state_dict()}, result_file)
     finally:
         dist.destroy_process_group()
 
 
-def test_two_gloo_processes_equal_one(tmp_path):
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_two_gloo_processes_equal_one(tmp_path, accumulate):
+    """Also with 2 micro-batches per process (DDP's gradients summed once, at the last)."""
     single, single_ema = train(make_model(), dataset(), CFG, tmp_path / "one", progress=False)
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "two"), str(tmp_path / "r.pt")),
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "two"), str(tmp_path / "r.pt"), accumulate),
              nprocs=2, join=True)
     got = torch.load(tmp_path / "r.pt")
     for k, v in single.state_dict().items():
@@ -151,8 +153,28 @@ def test_resuming_under_other_options_is_refused(tmp_path):
     train(make_model(), dataset(), {**CFG, "steps": 4}, tmp_path / "run", progress=False)
     for change in ({"seed": 1}, {"lr": 2e-3}, {"batch_size": 16}, {"betas": (0.5, 0.999)}):
         with pytest.raises(ConfigError, match=rf"trained with other options \({next(iter(change))}: .*"
-                                              r"only steps, save_steps, ckpt_every, log_every may change"):
+                                              r"only steps, save_steps, ckpt_every, log_every, accumulate may change"):
             train(make_model(), dataset(), {**CFG, **change}, tmp_path / "run", progress=False)
     _, ema = train(make_model(), dataset(), {**CFG, "save_steps": [6], "log_every": 3}, tmp_path / "run",
                    progress=False)
     assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == CFG["steps"]
+
+
+@pytest.mark.parametrize("sparsity", ["routing", "masking"])
+def test_gradient_accumulation_takes_the_same_steps(tmp_path, sparsity):
+    """accumulate=4 splits each rank's batch into 4 micro-batches (a quarter of the activations) and
+    takes the same optimiser steps, to float rounding; a run may change it while it continues."""
+    cfg = {**CFG, "steps": 6}
+    whole, ema_whole = train(make_model(sparsity), dataset(), cfg, tmp_path / "a", progress=False)
+    parts, ema_parts = train(make_model(sparsity), dataset(), {**cfg, "accumulate": 4}, tmp_path / "b", progress=False)
+    for (k, p), q in zip(ema_whole.state_dict().items(), ema_parts.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-5), k
+    assert not same(ema_whole, make_model(sparsity))  # it trained
+    # continued with accumulate 2 from step 6 to 8, as an uninterrupted run with accumulate 1
+    train(make_model(sparsity), dataset(), {**cfg, "steps": 8, "accumulate": 2}, tmp_path / "b", progress=False)
+    _, ema8 = train(make_model(sparsity), dataset(), {**cfg, "steps": 8}, tmp_path / "c", progress=False)
+    got = read_checkpoint(tmp_path / "b" / "last.pt")["ema"]
+    for k, v in ema8.state_dict().items():
+        assert torch.allclose(got[k], v, atol=1e-5), k
+    with pytest.raises(ConfigError, match="not divisible by the 1 processes x accumulate=3"):
+        train(make_model(sparsity), dataset(), {**cfg, "accumulate": 3}, tmp_path / "d", progress=False)

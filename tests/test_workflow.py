@@ -112,8 +112,20 @@ def test_dry_runs_every_preset_and_profile(repo, tmp_path):
         jobs += ["classifier"] if "classifier" in cfg else []  # the embedded figure grids' feature network
         jobs += [f"finetune_{r}" for r in cfg["runs"] if cfg["runs"][r].get("init")]
         if cfg.get("text_to_image"):  # the text-to-image track's jobs and targets
-            jobs += ["t2i_prepare_data", "t2i_encode_latents", "t2i_text_features", "t2i_scorers", "t2i_train_routing",
-                     "t2i_sample", "t2i_evaluate", "t2i_report_table"]
+            t2i = X.track_config(cfg)
+            jobs += ["t2i_prepare_data", "t2i_encode_latents", "t2i_prompts", "t2i_train_routing", "t2i_sample",
+                     "t2i_evaluate", "t2i_report_table", "t2i_report_figure", "t2i_throughput"]
+            if t2i["data"]["text_features"] == "cached":  # else each batch's captions are encoded at its step
+                jobs += ["t2i_text_features"]
+            else:
+                assert "rule t2i_text_features:" not in text, f"{profile}/{preset}: online captions need no bank"
+            if t2i["data"]["prompt_sets"]:
+                jobs += ["t2i_prompt_set"]
+            scored = {m for e in t2i["experiments"].values() for m in e["metrics"]["metrics"]}
+            if {"geneval", "scene_text"} & scored:  # the scorers the pipeline trains
+                jobs += ["t2i_scorers"]
+            else:
+                assert "rule t2i_scorers:" not in text, f"{profile}/{preset}: HPSv3 and GenEval need no scorers"
         for job in jobs:
             assert f"rule {job}:" in text or f"{job}:" in text, f"{profile}/{preset}: no {job} job\n{text[-2000:]}"
         n = sampled_rows(preset)

@@ -642,10 +642,11 @@ def track_config(cfg: dict, track: str = "text_to_image") -> dict:
         raise ConfigError(f"this is the config of track {cfg['track']!r}, not of a whole preset.")
     if cfg.get(track) is None:
         raise ConfigError(f"config {cfg['name']!r} has no {track} section (presets with one: embedded, smoke).")
+    section = copy.deepcopy(cfg[track])
+    resources = deep_merge(cfg.get("resources") or {}, section.pop("resources", None) or {})  # the track's over the preset's
     out = {"name": cfg["name"], "track": track, "results_dir": f"{cfg['results_dir']}/{TRACKS[track]}",
            "reports_dir": cfg["results_dir"],  # its tables and figures beside the others
-           "compute": copy.deepcopy(cfg["compute"]), "resources": copy.deepcopy(cfg.get("resources") or {}),
-           **copy.deepcopy(cfg[track])}
+           "compute": copy.deepcopy(cfg["compute"]), "resources": resources, **section}
     try:
         _check_sections(out)
         out["throughput"]["run"] = out["throughput"]["run"] or next(iter(out["runs"]))

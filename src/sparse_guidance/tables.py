@@ -39,7 +39,8 @@ HPS_CATEGORIES = ("characters", "arts", "design", "architecture", "animals", "na
                   "products", "others", "plants", "food", "science")
 TABLE5_CSV = ("method", "kind", *(k for k, _ in GENEVAL_COLUMNS), "keywords", "gflops", "scale", "source")
 TABLE4_CSV = ("row", "method", "setting", "recipe", "gflops", "delta_gflops", "images_per_s", "seconds_per_sample",
-              "scene_overall", *(f"scene_{t}" for t in SCENE_TAGS), "geneval_overall", "paper_overall",
+              "scene_overall", *(f"scene_{t}" for t in SCENE_TAGS), "hps_overall", *(f"hps_{c}" for c in HPS_CATEGORIES),
+              "geneval_overall", "paper_overall",
               *(f"paper_{c}" for c in HPS_CATEGORIES), "paper_images_per_s")
 
 
@@ -154,10 +155,12 @@ def table5_frame(cfg: dict, df: pd.DataFrame, literature: str) -> pd.DataFrame:
     rows += [{"method": r["paper_label"] or f"{r['method']} (paper)", "kind": "paper",
               **{k: r.get(f"paper_{k}") for k in keys}, "source": "Krause et al., Table 5",
               "scale": "GenEval (553 prompts × 4)"} for r in df.to_dict("records") if r.get("paper_overall") is not None]
+    official = "geneval_official" in C.experiment(cfg, "table5")["metrics"]["metrics"]
+    where = "GenEval's own scripts" if official else "scenes 32²"
     rows += [{"method": f"{r['method']} (ours)", "kind": "ours", **{k: r.get(f"geneval_{k}") for k in keys},
               "keywords": r.get("geneval_keywords"), "gflops": r.get("gflops"),
               "source": f"this repository, config {cfg['name']}",
-              "scale": f"scenes 32², {sum(v for k, v in r.items() if k.startswith('geneval_n_') and v):,} images"}
+              "scale": f"{where}, {sum(v for k, v in r.items() if k.startswith('geneval_n_') and v):,} images"}
              for r in df.to_dict("records")]
     frame = pd.DataFrame(rows, dtype=object)
     return frame.reindex(columns=list(dict.fromkeys([*TABLE5_CSV, *frame.columns])))
@@ -171,12 +174,19 @@ def table5_columns(frame: pd.DataFrame) -> list[tuple]:
 
 
 def table4_columns(df: pd.DataFrame) -> list[tuple]:
-    """Ours (Table 4 at this scale): the scene-text score per scene tag, GFLOPs per step, images/s."""
+    """Ours (Table 4): HPSv3 per category where the rows have it (the paper's scale), else the
+    scene-text score per scene tag (the embedded stand-in); GFLOPs per step, images/s."""
     g = gflops_digits(df["gflops"])
-    tags = [t for t in SCENE_TAGS if f"scene_{t}" in df]
+    if "hps_overall" in df:
+        found = [c[4:] for c in df.columns if c.startswith("hps_") and not c.startswith("hps_n_") and c != "hps_overall"]
+        tags = [c for c in HPS_CATEGORIES if c in found] + [c for c in found if c not in HPS_CATEGORIES]
+        prefix, digits, name = "hps", "{:.2f}", lambda t: t.replace("_", " ").title()
+    else:
+        tags = [t for t in SCENE_TAGS if f"scene_{t}" in df]
+        prefix, digits, name = "scene", "{:.3f}", lambda t: t.replace("_", " ").capitalize()
     return [("method", "Method", "{}"), ("setting", "Setting", "{}"), ("gflops", "GFLOPs ↓", f"{{:.{g}f}}"),
-            ("images_per_s", "images/s ↑", "{:.1f}"), ("scene_overall", "Overall ↑", "{:.3f}"),
-            *((f"scene_{t}", t.replace("_", " ").capitalize(), "{:.3f}") for t in tags)]
+            ("images_per_s", "images/s ↑", "{:.1f}"), (f"{prefix}_overall", "Overall ↑", digits),
+            *((f"{prefix}_{t}", name(t), digits) for t in tags)]
 
 
 def table4_paper_frame(df: pd.DataFrame, literature: str) -> pd.DataFrame:
@@ -217,22 +227,35 @@ def text_scale_note(cfg: dict, experiment: str) -> str:
     """What our text-to-image rows are: model, data, sampler, how many images over how many prompts."""
     exp, run = C.experiment(cfg, experiment), cfg["runs"][C.experiment(cfg, experiment)["run"]]
     s, d = exp["sampling"], cfg["data"]
+    name = C.prompt_set(cfg, experiment)
+    spec = C.prompt_set_spec(cfg, name)
+    data = (f"(image, caption) webdataset shards at {d['image_size']}²" if d["dataset"] == "webdataset" else
+            f"{d['train']['n']:,} procedural 32² scenes")
+    prompts = (f"{spec.get('prompts_per_tag', 16)} per tag at most" if spec.get("format", "scenes") == "scenes" else
+               f"{spec['format']} prompt set {name!r}")
     return (f"Ours ({cfg['name']}): {cfg['model']['name']} + {run['sparsity']}"
             + (f" (routes {', '.join(run['routes'])}, γ_train={run.get('train_gamma')})" if run["routes"] else "")
-            + f", {run['train']['steps']:,} training steps on {d['train']['n']:,} procedural 32² scenes, "
+            + f", {run['train']['steps']:,} training steps on {data}, "
             f"text encoder {d['text_encoder']['name']}; {s['solver'].capitalize()} {s['steps']} steps, the first "
-            f"{exp['metrics']['n']:,} samples over the evaluation prompts ({d['eval']['prompts_per_tag']} per tag at most).")
+            f"{exp['metrics']['n']:,} samples over the evaluation prompts ({prompts}).")
 
 
 def caption(cfg: dict, experiment: str, df: pd.DataFrame) -> str:
     exp = C.experiment(cfg, experiment)
     own = exp.get("caption") or ""
     if experiment == "table5":
+        official = "geneval_official" in exp["metrics"]["metrics"]
         return " ".join(p for p in [own, "GenEval overall = the mean of its six tags. Literature and paper rows as "
                                     "printed in the paper's Table 5.", text_scale_note(cfg, experiment),
+                                    "Our rows: GenEval's own scripts (Mask2Former and CLIP)." if official else
                                     "Our rows apply GenEval's rules (thresholds, counting, relative position) to "
                                     "an exact detector of the scenes (metrics/geneval.py), not to Mask2Former and "
                                     "CLIP on natural images: compare them with each other only."] if p)
+    if experiment == "table4" and "hpsv3" in exp["metrics"]["metrics"]:
+        return " ".join(p for p in [own, text_scale_note(cfg, experiment),
+                                    "Score: HPSv3 (μ of its reward) per benchmark category, overall the mean over "
+                                    "every image. GFLOPs per sampling step; images/s measured by the sampling job. "
+                                    "Below: the paper's Table 4 as printed."] if p)
     if experiment == "table4":
         return " ".join(p for p in [own, text_scale_note(cfg, experiment),
                                     "Score: the scene-text score (a contrastive image-text model trained by the "

@@ -15,6 +15,7 @@ masking at rate 0.5; finetuning: lr 1e-5 at γ = 0.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -52,6 +53,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = False
     grad_clip: float | None = None
+    accumulate: int = 1              # micro-batches per rank and step (gradient accumulation; same step)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -68,7 +70,7 @@ class TrainConfig:
         def number(x):
             return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
-        for name in ("steps", "batch_size", "ckpt_every", "log_every"):
+        for name in ("steps", "batch_size", "ckpt_every", "log_every", "accumulate"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"train.{name}={v!r} must be an integer >= 1.")
@@ -93,7 +95,7 @@ class TrainConfig:
 
 # Options that may change while a run keeps its state (a longer run, other snapshots or log
 # intervals); any other difference from the stored config needs a fresh run.
-RESUMABLE_KEYS = ("steps", "save_steps", "ckpt_every", "log_every")
+RESUMABLE_KEYS = ("steps", "save_steps", "ckpt_every", "log_every", "accumulate")  # (accumulate: same steps, other memory)
 
 
 def _check_resume(stored: dict | None, cfg: TrainConfig, last: Path):
@@ -157,10 +159,11 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
     Returns (model, ema) on the CPU side of the caller's device."""
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
     rank, world = rank_world()
-    if cfg.batch_size % world:
-        raise ConfigError(f"batch_size={cfg.batch_size} is not divisible by the {world} processes; "
-                          "the global batch is split evenly over ranks.")
+    if cfg.batch_size % (world * cfg.accumulate):
+        raise ConfigError(f"batch_size={cfg.batch_size} is not divisible by the {world} processes x accumulate="
+                          f"{cfg.accumulate}; the global batch is split evenly over ranks and micro-batches.")
     local = cfg.batch_size // world
+    micro = local // cfg.accumulate
     gamma = model.train_gamma if cfg.gamma is None else cfg.gamma
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,20 +203,29 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
     for step in bar:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.randint(0, n_data, (cfg.batch_size,), generator=gen)
-        x, y = _batch(dataset, idx[rank * local:(rank + 1) * local])
-        x, y = x.to(device), y.to(device)
-        if conditions is not None:
-            y = conditions(y)
-        shape = (cfg.batch_size, *x.shape[1:])
-        d = draw(model, shape, gamma=gamma, class_dropout=cfg.class_dropout, generator=gen)
-        d = d.slice(rank * local, (rank + 1) * local)
-        d = dataclasses.replace(d, **{k: (None if v is None else v.to(device)) for k, v in vars(d).items()})
+        xs, ys = _batch(dataset, idx[rank * local:(rank + 1) * local])
+        shape = (cfg.batch_size, *xs.shape[1:])
+        ds = draw(model, shape, gamma=gamma, class_dropout=cfg.class_dropout, generator=gen)
+        ds = ds.slice(rank * local, (rank + 1) * local)
         for g in opt.param_groups:
             g["lr"] = _lr_at(cfg, step)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss = training_loss(model, x, y, gamma=gamma, mae_weight=cfg.mae_weight, draws=d, net=net)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        losses = []
+        for j in range(cfg.accumulate):  # micro-batches of equal size: the mean of their means is the batch's
+            a, b = j * micro, (j + 1) * micro
+            x, y = xs[a:b].to(device), ys[a:b].to(device)
+            if conditions is not None:
+                y = conditions(y)
+            d = ds.slice(a, b)
+            d = dataclasses.replace(d, **{k: (None if v is None else v.to(device)) for k, v in vars(d).items()})
+            last_micro = j == cfg.accumulate - 1
+            with (net.no_sync() if world > 1 and not last_micro else contextlib.nullcontext()):
+                with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    loss = training_loss(model, x, y, gamma=gamma, mae_weight=cfg.mae_weight, draws=d, net=net)
+                (loss if cfg.accumulate == 1 else loss / cfg.accumulate).backward()
+            losses.append(loss.detach())
+        if cfg.accumulate > 1:
+            loss = torch.stack(losses).mean()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()

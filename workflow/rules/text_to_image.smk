@@ -10,6 +10,10 @@
 
 if T2I is not None:
     T2I_IDS = {"track": "text_to_image"}
+    T2I_CACHED = T2I["data"]["text_features"] == "cached"   # a bank of the training captions (else: online)
+    # the scorers trained by the pipeline (GenEval's port, the scene-text score), where an experiment uses them
+    T2I_SCORERS = any({"geneval", "scene_text"} & set(e["metrics"]["metrics"]) for e in T2I["experiments"].values())
+    T2I_SHARDS = T2I["data"]["dataset"] == "webdataset"
     T2I_EXPERIMENTS = "|".join(T2I["experiments"])
     T2I_TABLES = "|".join(e for e in T2I["experiments"] if e in C.TEXT_TABLES)
     T2I_FIGURES = "|".join(e for e in T2I["experiments"] if e in C.TEXT_FIGURES)
@@ -22,6 +26,8 @@ if T2I is not None:
             notebook="notebooks/01_prepare_data.ipynb",
         output:
             dataset=f"{RT}/data/dataset.json",
+            **({"captions": f"{RT}/data/captions.jsonl", "index": f"{RT}/data/index.npz",
+                "shards": f"{RT}/data/shards.json"} if T2I_SHARDS else {}),
         log:
             notebook=f"{RT}/notebooks/prepare_data.ipynb",
             txt=f"{RT}/logs/prepare_data.log",
@@ -170,7 +176,8 @@ if T2I is not None:
             input:
                 notebook="notebooks/04_train.ipynb",
                 latents=f"{RT}/latents/train/manifest.json",
-                text=f"{RT}/text/train.pt",
+                **({"text": f"{RT}/text/train.pt"} if T2I_CACHED else  # online: the captions, encoded per step
+                   {"captions": f"{RT}/data/captions.jsonl" if T2I_SHARDS else f"{RT}/data/dataset.json"}),
                 **({"init": weights(_init["run"], _init["step"], T2I)} if _init else {}),
             output:
                 checkpoint=f"{RT}/runs/{_run}/last.pt",
@@ -226,8 +233,8 @@ if T2I is not None:
             unpack(lambda w: prompt_inputs(w, T2I)),
             notebook="notebooks/06_evaluate.ipynb",
             samples=f"{RT}/samples/{{experiment}}/{{row}}.npz",
-            shape_classifier=f"{RT}/scorers/shape_classifier.pt",
-            scene_text=f"{RT}/scorers/scene_text.pt",
+            scorers=lambda w: ([f"{RT}/scorers/shape_classifier.pt", f"{RT}/scorers/scene_text.pt"] if {"geneval", "scene_text"}
+                               & set(T2I["experiments"][w.experiment]["metrics"]["metrics"]) else []),
         output:
             metrics=f"{RT}/metrics/{{experiment}}/{{row}}.json",
         log:

@@ -41,12 +41,17 @@ def grid_positions(grid: int) -> torch.Tensor:
     return torch.stack([h.flatten(), w.flatten()], dim=-1).float()
 
 
+def rope_pairs(head_dim: int) -> int:
+    """The rotation pairs of a head, d/2 (d/4 per axis: d must be divisible by 4)."""
+    if head_dim % 4:
+        raise ConfigError(f"axial RoPE needs a head width divisible by 4, not {head_dim}.")
+    return head_dim // 2
+
+
 def axial_rope_angles(pos: torch.Tensor, head_dim: int, theta: float = 10000.0) -> torch.Tensor:
     """Rotation angles (..., T, d/2) of tokens at positions pos (..., T, 2): d/4 frequencies
     θ^(-i/(d/4)) per axis, the first d/4 pairs turned by h, the next d/4 by w."""
-    if head_dim % 4:
-        raise ConfigError(f"axial RoPE needs a head width divisible by 4, not {head_dim}.")
-    n = head_dim // 4
+    n = rope_pairs(head_dim) // 2
     freqs = theta ** (-torch.arange(n, dtype=torch.float32, device=pos.device) / n)  # (d/4,)
     return torch.cat([pos[..., :1] * freqs, pos[..., 1:2] * freqs], dim=-1)  # (..., T, d/2)
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .llama import Attention, SwiGLU, axial_rope_angles, grid_positions, swiglu_hidden
+from .llama import Attention, SwiGLU, axial_rope_angles, grid_positions, rope_pairs, swiglu_hidden
 from .sit import Route, TimestepEmbedder, active_routes, check_routes, unpatchify
 from .sparsity import check_gamma, gather_tokens, scatter_tokens, select_tokens
 from .text import PromptEmbedder
@@ -86,8 +86,9 @@ class TRDiT(nn.Module):
                                         nn.Linear(hidden_size, hidden_size, bias=False))
         self.t_block = nn.Linear(hidden_size, 6 * hidden_size, bias=False)  # adaLN-single
         self.y_embedder = PromptEmbedder(num_prompts, text_dim, text_len, hidden_size, num_heads, refiner_depth)
-        self.register_buffer("rope_angles", axial_rope_angles(grid_positions(self.grid), self.head_dim),
-                             persistent=False)  # (T, d/2): each patch's (h, w) rotation, computed once
+        angles = (torch.empty(self.grid ** 2, rope_pairs(self.head_dim)) if torch.empty(0).is_meta  # shapes only
+                  else axial_rope_angles(grid_positions(self.grid), self.head_dim))  # (no decomposition on meta)
+        self.register_buffer("rope_angles", angles, persistent=False)  # (T, d/2): each patch's (h, w) rotation, once
         self.blocks = nn.ModuleList([TRDiTBlock(hidden_size, num_heads) for _ in range(depth)])
         self.final_norm = nn.RMSNorm(hidden_size, eps=1e-6, elementwise_affine=False)
         self.final_table = nn.Parameter(torch.zeros(2, hidden_size))
