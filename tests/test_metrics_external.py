@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -16,50 +15,17 @@ import pytest
 from sparse_guidance.errors import ConfigError
 from sparse_guidance.io import save_npz
 from sparse_guidance.metrics import external
-
-FAKE_HPSV3 = textwrap.dedent('''
-    import numpy as np
-    from PIL import Image
-    import torch
-
-    class HPSv3RewardInferencer:
-        def __init__(self, device="cuda", config_path=None, checkpoint_path=None):
-            assert device == "cpu" and checkpoint_path.endswith("HPSv3.safetensors"), (device, checkpoint_path)
-
-        def reward(self, prompts, image_paths):  # μ: mean pixel / 255 + words / 10; σ: 1
-            return [torch.tensor([np.asarray(Image.open(p)).mean() / 255 + len(t.split()) / 10, 1.0])
-                    for t, p in zip(prompts, image_paths)]
-''')
-
-FAKE_GENEVAL = textwrap.dedent('''
-    import argparse, json, os
-    import numpy as np
-    from PIL import Image
-    p = argparse.ArgumentParser()
-    p.add_argument("imagedir"); p.add_argument("--outfile"); p.add_argument("--model-path")
-    a = p.parse_args()
-    assert os.path.isdir(a.model_path)
-    with open(a.outfile, "w") as out:
-        for folder in sorted(os.listdir(a.imagedir)):
-            meta = json.load(open(os.path.join(a.imagedir, folder, "metadata.jsonl")))
-            for name in sorted(os.listdir(os.path.join(a.imagedir, folder, "samples"))):
-                img = np.asarray(Image.open(os.path.join(a.imagedir, folder, "samples", name)))
-                out.write(json.dumps({"tag": meta["tag"], "prompt": meta["prompt"], "correct": bool(img.mean() > 127),
-                                      "filename": name}) + "\\n")
-''')
-
+from t2i_helpers import fake_scorers
 
 def _images(n, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
 
 
 def test_hpsv3_scores_are_the_mean_mu_per_category(tmp_path, monkeypatch):
-    (tmp_path / "env" / "hpsv3").mkdir(parents=True)
-    (tmp_path / "env" / "hpsv3" / "__init__.py").write_text(FAKE_HPSV3)
+    spec = {**fake_scorers(tmp_path)["hpsv3"], "checkpoint": "/w/HPSv3.safetensors", "batch_size": 2}
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "env"))
     images, prompts = _images(5), ["a cat", "a red car", "one", "two dogs", "a tall old tree"]
     tags = ["animals", "transportation", "others", "animals", "plants"]
-    spec = {"python": sys.executable, "checkpoint": "/w/HPSv3.safetensors", "device": "cpu", "batch_size": 2}
     out = external.hpsv3_scores(images, prompts, tags, spec, tmp_path / "work")
     mu = images.reshape(5, -1).mean(1) / 255 + np.array([len(p.split()) for p in prompts]) / 10
     assert out["animals"] == pytest.approx((mu[0] + mu[3]) / 2) and out["plants"] == pytest.approx(mu[4])
@@ -82,14 +48,11 @@ def test_a_failing_or_missing_scorer_is_named(tmp_path, monkeypatch):
 
 
 def test_geneval_official_runs_genevals_script_on_our_layout(tmp_path):
-    (tmp_path / "geneval" / "evaluation").mkdir(parents=True)
-    (tmp_path / "geneval" / "evaluation" / "evaluate_images.py").write_text(FAKE_GENEVAL)
-    (tmp_path / "mask2former").mkdir()
+    spec = fake_scorers(tmp_path)["geneval_official"]
     images = np.concatenate([np.full((2, 8, 8, 3), 255, np.uint8), np.zeros((2, 8, 8, 3), np.uint8)])
     save_npz(tmp_path / "row.npz", arr_0=images, arr_1=np.array([0, 1, 0, 1]))  # prompt i mod 2
     meta = [{"tag": "counting", "prompt": "two cats", "include": []}, {"tag": "colors", "prompt": "a red car",
                                                                         "include": []}]
-    spec = {"python": sys.executable, "repo": str(tmp_path / "geneval"), "detector": str(tmp_path / "mask2former")}
     out = external.geneval_official_scores(tmp_path / "row.npz", meta, spec, tmp_path / "work")
     # prompt 0 got images 0 (white: correct) and 2 (black), prompt 1 images 1 (white) and 3 (black)
     assert out["counting"] == 0.5 and out["colors"] == 0.5 and out["overall"] == 0.5
