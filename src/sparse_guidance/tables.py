@@ -173,6 +173,18 @@ def table5_columns(frame: pd.DataFrame) -> list[tuple]:
             ("keywords", "Keywords ↑", "{:.2f}"), ("gflops", "GFLOPs ↓", f"{{:.{g}f}}")]
 
 
+def table4_score(df: pd.DataFrame) -> tuple[str, str]:
+    """(column prefix, name) of our Table 4 score: HPSv3 (the paper's scale), else the embedded
+    stand-in, the scene-text score."""
+    return ("hps", "HPSv3") if "hps_overall" in df else ("scene", "scene-text score (not HPSv3)")
+
+
+def geneval_name(cfg: dict, experiment: str = "table5") -> str:
+    """How our GenEval numbers were made: GenEval's own scripts, or its rules on the scenes' detector."""
+    official = "geneval_official" in C.experiment(cfg, experiment)["metrics"]["metrics"]
+    return "GenEval (its own scripts)" if official else "GenEval's rules (scene detector)"
+
+
 def table4_columns(df: pd.DataFrame) -> list[tuple]:
     """Ours (Table 4): HPSv3 per category where the rows have it (the paper's scale), else the
     scene-text score per scene tag (the embedded stand-in); GFLOPs per step, images/s."""
