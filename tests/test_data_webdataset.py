@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -78,7 +79,8 @@ def test_bad_shards_and_filters_are_named(tmp_path):
 def _track(tmp_path, pattern, **data):
     over = {"results_dir": str(tmp_path / "results"), "text_to_image": {"data": {
         "dataset": "webdataset", "shards": pattern, "image_size": 32, "text_features": "online",
-        "filter": {"field": "aesthetic", "min": 2.0}, **data}}}
+        "filter": {"field": "aesthetic", "min": 2.0}, **data},
+        "metrics": {"metrics": ["hpsv3"], "hpsv3": {"python": sys.executable}}}}  # (the scenes' scorers know scenes only)
     return X.track_config(X.load_config("smoke", over))
 
 
@@ -89,6 +91,9 @@ def test_webdataset_settings_are_checked(tmp_path):
         _track(tmp_path, "")
     with pytest.raises(ConfigError, match="field and min"):
         _track(tmp_path, "x.tar", filter={"field": "aesthetic", "min": None})
+    with pytest.raises(ConfigError, match="geneval, scene_text are trained on the embedded scenes"):
+        X.load_config("smoke", {"text_to_image": {"data": {"dataset": "webdataset", "shards": "x.tar",
+                                                           "text_features": "online"}}})
 
 
 @needs_minilm
@@ -130,3 +135,24 @@ def test_online_prompts_are_the_batchs_captions_then_the_empty_prompt():
     ref = prompt_bank(encoder, [CAPTIONS[2], CAPTIONS[5], CAPTIONS[7]])
     assert torch.allclose(bank, ref["features"], atol=1e-5)
     assert torch.equal(model.cond_embedder.null(y), torch.full((4,), 3))  # CFG's ∅: the empty prompt, last
+
+
+def test_workers_read_their_own_handles_and_few_tars_stay_open(tmp_path, monkeypatch):
+    """Forked DataLoader workers after the parent has read (as encode_dataset does) get every image
+    right; a process keeps at most OPEN_FILES tars open (10,000 shards exceed a 1,024-file limit)."""
+    import sparse_guidance.data.webdataset as W
+    pattern, _ = write_shards(tmp_path / "shards", CAPTIONS, per_shard=2)  # 5 tars
+    build_index(pattern, tmp_path / "data", progress=False)
+    ds = CaptionShards(tmp_path / "data", image_size=32, output="uint8")
+    want = [ds[i][0] for i in range(len(ds))]  # the parent opens every tar
+    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, shuffle=False,
+                                         multiprocessing_context="fork")
+    got = [x[0] for x, _ in loader]
+    assert all(torch.equal(a, b) for a, b in zip(want, got)) and len(got) == 10
+    monkeypatch.setattr(W, "OPEN_FILES", 2)
+    small = CaptionShards(tmp_path / "data", image_size=32, output="uint8")
+    again = [small[i][0] for i in (0, 3, 5, 7, 9, 1)]
+    assert len(small._files) == 2 and all(torch.equal(a, want[i]) for a, i in zip(again, (0, 3, 5, 7, 9, 1)))
+    (tmp_path / "shards" / "00004.tar").write_bytes(b"")  # a shard replaced after indexing
+    with pytest.raises(ConfigError, match="changed size since it was indexed"):
+        CaptionShards(tmp_path / "data", image_size=32)[9]

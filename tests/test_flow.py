@@ -8,6 +8,7 @@ from conftest import NUM_CLASSES, inputs, tiny
 from sparse_guidance.flow import (ema_update, flow_matching_loss, interpolate, make_ema, masked_flow_matching_loss,
                                   token_mask_to_pixels, training_loss, velocity_target)
 from sparse_guidance.models import LabelEmbedder, build_model, keep_to_mask, select_tokens
+from sparse_guidance.errors import ConfigError
 
 SMALL = dict(depth=2, hidden_size=64, num_heads=2, input_size=8, num_classes=4)
 
@@ -119,24 +120,59 @@ def test_flow_matching_loss_matches_manual():
     torch.testing.assert_close(loss.detach(), (v - (x - z)).pow(2).mean())
 
 
-def test_masked_loss_matches_eq_a4():
-    m = tiny("masking", decoder_depth=1, decoder_width=32, decoder_heads=2)
-    x, _, y = inputs(n=4)
-    loss = masked_flow_matching_loss(m, x, y, gamma=0.5, mae_weight=0.1,
-                                     generator=torch.Generator().manual_seed(4))
-    g = torch.Generator().manual_seed(4)
+def _masked_by_hand(m, x, y, seed):
+    """The draws of a masked step and the model's velocity, by hand: (t, z, x_t, v, pixel mask)."""
+    g = torch.Generator().manual_seed(seed)
     t = torch.rand(4, generator=g)
     z = torch.randn(x.shape, generator=g)
     y2 = m.y_embedder.drop(y, 0.1, g)
     keep = select_tokens(4, m.num_tokens, 0.5, g)
+    x_t = interpolate(x, z, t)
     with torch.no_grad():
-        v = m(interpolate(x, z, t), t, y2, keep=keep)
-    err = (v - (x - z)).pow(2)
+        v = m(x_t, t, y2, keep=keep)
     mask = keep_to_mask(keep, 16).view(4, 1, 4, 4).repeat_interleave(2, 2).repeat_interleave(2, 3)
-    vis = (err * (1 - mask)).sum() / ((1 - mask).sum() * 4)
-    mae = ((1 - t).pow(2).view(-1, 1, 1, 1) * err * mask).sum() / (mask.sum() * 4)
+    return t, z, x_t, v, mask
+
+
+@pytest.mark.parametrize("target", ["noisy", "clean", "noisy_normalized"])
+def test_masked_loss_matches_eq_a4(target):
+    """Each MAE target against a hand computation: Eq. A4 as printed (noisy: (1-t)² ‖v_θ ⊙ M‖²),
+    Eq. A1's clean data ((1-t)² ‖(v_θ - v*) ⊙ M‖²) and MaskDiT's code (D_θ = x_t + (1-t) v_θ against
+    x_t normalised per 2×2×4 patch, the unbiased variance + 1e-6)."""
+    m = tiny("masking", decoder_depth=1, decoder_width=32, decoder_heads=2)
+    x, _, y = inputs(n=4)
+    kw = {} if target == "noisy" else {"mae_target": target}  # noisy is the default
+    loss = masked_flow_matching_loss(m, x, y, gamma=0.5, mae_weight=0.1, generator=torch.Generator().manual_seed(4),
+                                     **kw)
+    t, z, x_t, v, mask = _masked_by_hand(m, x, y, 4)
+    w = (1 - t).view(-1, 1, 1, 1)
+    vis = ((v - (x - z)).pow(2) * (1 - mask)).sum() / ((1 - mask).sum() * 4)
+    if target == "noisy":
+        per = (w * v).pow(2)
+    elif target == "clean":
+        per = (w * (v - (x - z))).pow(2)
+    else:
+        norm = torch.empty_like(x_t)
+        for n in range(4):
+            for i in range(0, 8, 2):
+                for j in range(0, 8, 2):
+                    patch = x_t[n, :, i:i + 2, j:j + 2]
+                    norm[n, :, i:i + 2, j:j + 2] = (patch - patch.mean()) / (patch.var() + 1e-6).sqrt()
+        per = (x_t + w * v - norm).pow(2)
+    mae = (per * mask).sum() / (mask.sum() * 4)
     torch.testing.assert_close(loss.detach(), vis + 0.1 * mae)
     assert mae > 0 and vis > 0
+
+
+def test_the_mae_targets_differ_and_a_bad_one_is_named():
+    m = tiny("masking", decoder_depth=1, decoder_width=32, decoder_heads=2)
+    x, _, y = inputs(n=4)
+    values = {k: float(masked_flow_matching_loss(m, x, y, gamma=0.5, mae_target=k,
+                                                 generator=torch.Generator().manual_seed(4)))
+              for k in ("noisy", "noisy_normalized", "clean")}
+    assert len(set(values.values())) == 3, values
+    with pytest.raises(ConfigError, match="mae_target='x0'; choose one of noisy, noisy_normalized, clean"):
+        masked_flow_matching_loss(m, x, y, gamma=0.5, mae_target="x0")
 
 
 def test_training_loss_dispatches_on_sparsity():

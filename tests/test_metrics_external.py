@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from sparse_guidance.errors import ConfigError
-from sparse_guidance.io import save_npz
 from sparse_guidance.metrics import external
 from t2i_helpers import fake_scorers
 
@@ -43,17 +42,17 @@ def test_a_failing_or_missing_scorer_is_named(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="metrics.hpsv3.python is not set"):
         external.hpsv3_scores(_images(1), ["x"], ["others"], {}, tmp_path / "w")
     with pytest.raises(ConfigError, match="holds no evaluation/evaluate_images.py"):
-        external.geneval_official_scores(tmp_path / "s.npz", [], {"python": sys.executable, "repo": str(tmp_path)},
+        external.geneval_official_scores(_images(1), [0], [], {"python": sys.executable, "repo": str(tmp_path)},
                                          tmp_path / "w")
 
 
 def test_geneval_official_runs_genevals_script_on_our_layout(tmp_path):
     spec = fake_scorers(tmp_path)["geneval_official"]
     images = np.concatenate([np.full((2, 8, 8, 3), 255, np.uint8), np.zeros((2, 8, 8, 3), np.uint8)])
-    save_npz(tmp_path / "row.npz", arr_0=images, arr_1=np.array([0, 1, 0, 1]))  # prompt i mod 2
     meta = [{"tag": "counting", "prompt": "two cats", "include": []}, {"tag": "colors", "prompt": "a red car",
                                                                         "include": []}]
-    out = external.geneval_official_scores(tmp_path / "row.npz", meta, spec, tmp_path / "work")
+    (tmp_path / "work" / "images" / "00007" / "samples").mkdir(parents=True)  # an earlier export's: removed
+    out = external.geneval_official_scores(images, np.array([0, 1, 0, 1]), meta, spec, tmp_path / "work")  # i mod 2
     # prompt 0 got images 0 (white: correct) and 2 (black), prompt 1 images 1 (white) and 3 (black)
     assert out["counting"] == 0.5 and out["colors"] == 0.5 and out["overall"] == 0.5
     assert out["n"] == {"counting": 2, "colors": 2} and "official" in out["name"]

@@ -81,7 +81,7 @@ def test_bad_inputs_are_named(tmp_path, prompts):
     with pytest.raises(ConfigError, match="have no image"):
         G.export(tmp_path / "few.npz", meta, tmp_path / "b")
     (tmp_path / "m.jsonl").write_text('{"prompt": "a photo of a cat"}\n')
-    with pytest.raises(ConfigError, match="lack 'tag' or 'prompt'"):
+    with pytest.raises(ConfigError, match="a prompt needs tag, prompt, include"):
         G.read_metadata(tmp_path / "m.jsonl")
     (tmp_path / "r.jsonl").write_text('{"filename": "x"}\n')
     with pytest.raises(ConfigError, match="not GenEval's results.jsonl"):

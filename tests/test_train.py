@@ -178,3 +178,25 @@ def test_gradient_accumulation_takes_the_same_steps(tmp_path, sparsity):
         assert torch.allclose(got[k], v, atol=1e-5), k
     with pytest.raises(ConfigError, match="not divisible by the 1 processes x accumulate=3"):
         train(make_model(sparsity), dataset(), {**cfg, "accumulate": 3}, tmp_path / "d", progress=False)
+
+
+def test_accumulated_gradients_are_the_batchs(tmp_path, monkeypatch):
+    """The gradient the optimiser steps with is the whole batch's mean-loss gradient with or without
+    micro-batches (AdamW all but ignores a gradient's scale, so the weights alone would not show a
+    missing 1/accumulate)."""
+    import sparse_guidance.train as TR
+    seen = []
+
+    class Recording(torch.optim.AdamW):
+        def step(self, closure=None):
+            seen.append([p.grad.clone() for g in self.param_groups for p in g["params"] if p.grad is not None])
+            return super().step(closure)
+
+    monkeypatch.setattr(TR.torch.optim, "AdamW", Recording)
+    for k, accumulate in enumerate((1, 4)):
+        train(make_model("masking"), dataset(), {**CFG, "steps": 1, "accumulate": accumulate}, tmp_path / str(k),
+              progress=False)
+    (whole,), (parts,) = seen[:1], seen[1:]
+    assert len(whole) == len(parts) > 0
+    for a, b in zip(whole, parts):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)

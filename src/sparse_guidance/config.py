@@ -233,6 +233,23 @@ def _check_data(d: dict):
         raise ConfigError("data.reference: give either npz (a reference batch used whole) or split + n, not both.")
 
 
+def _check_text_metrics(cfg: dict):
+    """Each text-to-image experiment's scorers fit its data and prompts: the pipeline's own scorers
+    (geneval, scene_text) know only the scenes; GenEval's scripts need GenEval's metadata."""
+    if "eval" in cfg["data"]["prompt_sets"]:
+        raise ConfigError("data.prompt_sets: 'eval' names data.eval (the default set); give the set another name.")
+    for name, e in cfg["experiments"].items():
+        used = set(e["metrics"]["metrics"])
+        if cfg["data"]["dataset"] != "scenes" and used & {"geneval", "scene_text"}:
+            raise ConfigError(f"experiments.{name}.metrics: {', '.join(sorted(used & {'geneval', 'scene_text'}))} "
+                              "are trained on the embedded scenes; on other data use hpsv3 or geneval_official.")
+        spec = prompt_set_spec(cfg, e.get("prompts") or "eval")
+        if "geneval_official" in used and spec.get("format", "scenes") not in ("geneval", "scenes"):
+            raise ConfigError(f"experiments.{name}: geneval_official scores prompts with GenEval's metadata "
+                              f"(include/exclude); prompt set {e.get('prompts') or 'eval'!r} is "
+                              f"{spec.get('format')!r}: give it GenEval's evaluation_metadata.jsonl.")
+
+
 def _check_model(m: dict, data: dict):
     if data["dataset"] in TEXT_DATASETS:
         return _check_text_model(m, data)
@@ -620,7 +637,7 @@ def _check_sections(cfg: dict) -> None:
     _check_metrics(cfg["metrics"], cfg["sampling"])
     cfg["experiments"] = _check_experiments(cfg)
     if cfg.get("track"):
-        return
+        return _check_text_metrics(cfg)
     uses_classifier = any(e["metrics"]["extractor"] == "classifier" for e in cfg["experiments"].values())
     if uses_classifier or cfg.get("classifier") is not None:
         cfg["classifier"] = schema.validate(cfg.get("classifier") or {}, config_schema(), "classifier", "classifier")
@@ -641,7 +658,7 @@ def track_config(cfg: dict, track: str = "text_to_image") -> dict:
             return cfg
         raise ConfigError(f"this is the config of track {cfg['track']!r}, not of a whole preset.")
     if cfg.get(track) is None:
-        raise ConfigError(f"config {cfg['name']!r} has no {track} section (presets with one: embedded, smoke).")
+        raise ConfigError(f"config {cfg['name']!r} has no {track} section (embedded, smoke and paper have one).")
     section = copy.deepcopy(cfg[track])
     resources = deep_merge(cfg.get("resources") or {}, section.pop("resources", None) or {})  # the track's over the preset's
     out = {"name": cfg["name"], "track": track, "results_dir": f"{cfg['results_dir']}/{TRACKS[track]}",

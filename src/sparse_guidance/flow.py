@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import ConfigError
 from .models.sparsity import check_gamma, keep_to_mask, select_tokens
 
 
@@ -80,21 +81,34 @@ def flow_matching_loss(model, x, y, *, gamma: float | None = None, class_dropout
     return (v - velocity_target(x, z)).pow(2).mean()
 
 
-def masked_flow_matching_loss(model, x, y, *, gamma: float | None = None, mae_weight: float = 0.1,
-                              class_dropout: float = 0.1, generator: torch.Generator | None = None,
-                              draws: Draws | None = None, net=None):
-    """Eq. A4: flow-matching loss on visible tokens + λ (1-t)² MAE term on masked tokens.
+MAE_TARGETS = ("noisy", "noisy_normalized", "clean")
 
-    Eq. A3 is the MAE reconstruction ‖(D_θ - x) ⊙ M‖² rewritten with D_θ - x = (1-t)(v_θ - v*)
-    (from Eq. A2). The printed A3/A4 drop v* inside the norm; taken literally that would push
-    masked velocities to zero, so we keep the target: λ (1-t)² ‖(v_θ - v*) ⊙ M‖².
-    Each term is averaged over its own tokens (visible, masked). λ = 0.1 is MaskDiT's weight.
+
+def masked_flow_matching_loss(model, x, y, *, gamma: float | None = None, mae_weight: float = 0.1,
+                              mae_target: str = "noisy", class_dropout: float = 0.1,
+                              generator: torch.Generator | None = None, draws: Draws | None = None, net=None):
+    """Eq. A4: flow matching on the visible tokens + λ · the MAE term on the masked tokens M.
+
+    With D_θ = x_t + (1-t) v_θ (Eq. A2's relation, the model's denoised estimate), ``mae_target``:
+    - "noisy" (the default): Eq. A3/A4 as printed, (1-t)² ‖v_θ ⊙ M‖² = ‖(D_θ - x_t) ⊙ M‖²: the
+      masked tokens reconstruct the noisy input, as MaskDiT's code does (train_utils/loss.py).
+    - "noisy_normalized": MaskDiT's code literally, ‖(D_θ - norm(x_t)) ⊙ M‖² with x_t normalised
+      per patch (mean 0, variance 1 over its p²·C values; MAE's norm_pix_loss). The normalisation
+      does not carry over to the flow-matching form: D_θ - norm(x_t) is not (1-t)·(a velocity), so
+      it is an option, not the default.
+    - "clean": Eq. A1's target, ‖(D_θ - x) ⊙ M‖² = (1-t)² ‖(v_θ - v*) ⊙ M‖², the form this
+      repository trained before (results of earlier runs were made with it).
+    Each term is averaged over its own tokens and channels (every sample masks as many tokens, so
+    this is MaskDiT's per-patch, per-sample mean); λ = 0.1 is MaskDiT's weight.
     """
+    if mae_target not in MAE_TARGETS:
+        raise ConfigError(f"mae_target={mae_target!r}; choose one of {', '.join(MAE_TARGETS)}.")
     gamma = model.train_gamma if gamma is None else check_gamma(gamma)
     d = draws or draw(model, x.shape, gamma=gamma, class_dropout=class_dropout, generator=generator,
                       device=x.device)
     z, t = d.z.to(x.dtype), d.t
-    v = (net or model)(interpolate(x, z, t), t, _labels(model, y, d), keep=d.keep)
+    x_t = interpolate(x, z, t)
+    v = (net or model)(x_t, t, _labels(model, y, d), keep=d.keep)
     err = (v - velocity_target(x, z)).pow(2)  # (N, C, H, W)
     if d.keep is None:  # γ = 0: nothing is masked
         return err.mean()
@@ -102,9 +116,24 @@ def masked_flow_matching_loss(model, x, y, *, gamma: float | None = None, mae_we
     visible = 1 - masked
     c = x.shape[1]
     loss_visible = (err * visible).sum() / (visible.sum() * c).clamp_min(1)
-    weight = (1 - t).pow(2).view(-1, 1, 1, 1)
-    loss_mae = (weight * err * masked).sum() / (masked.sum() * c).clamp_min(1)
+    w = (1 - t).view(-1, 1, 1, 1)
+    if mae_target == "noisy":
+        mae = (w * v).pow(2)                                  # (1-t)² ‖v_θ‖² = ‖D_θ - x_t‖²
+    elif mae_target == "clean":
+        mae = w.pow(2) * err                                  # ‖D_θ - x‖²
+    else:
+        mae = (x_t + w * v - patch_normalised(x_t, model.patch_size)).pow(2)  # ‖D_θ - norm(x_t)‖²
+    loss_mae = (mae * masked).sum() / (masked.sum() * c).clamp_min(1)
     return loss_visible + mae_weight * loss_mae
+
+
+def patch_normalised(x: torch.Tensor, p: int, eps: float = 1e-6) -> torch.Tensor:
+    """x (N, C, H, W) with each p×p patch normalised over its p²·C values to mean 0, variance 1
+    (the unbiased variance, as MAE's and MaskDiT's norm_pix_loss)."""
+    n, c, h, w = x.shape
+    patches = x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(n, h // p, w // p, -1)
+    patches = (patches - patches.mean(-1, keepdim=True)) / (patches.var(-1, keepdim=True) + eps).sqrt()
+    return patches.reshape(n, h // p, w // p, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
 
 
 def training_loss(model, x, y, **kwargs):
@@ -112,6 +141,7 @@ def training_loss(model, x, y, **kwargs):
     if getattr(model, "sparsity", None) == "masking":
         return masked_flow_matching_loss(model, x, y, **kwargs)
     kwargs.pop("mae_weight", None)
+    kwargs.pop("mae_target", None)
     return flow_matching_loss(model, x, y, **kwargs)
 
 

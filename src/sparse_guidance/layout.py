@@ -15,7 +15,7 @@ import copy
 from .config import distance_reference, source_row
 from .flops import COUNTED_OPS
 from .io import digest
-from .train import RESUMABLE_KEYS
+from .train import RESUMABLE_KEYS, TrainConfig
 
 
 class Layout:
@@ -106,6 +106,20 @@ def text_encoder_identity(d: dict) -> dict:
     return {k: v for k, v in d["text_encoder"].items() if k != "batch_size"}
 
 
+# Settings of the external scorers that say where they run, not what they compute
+WHERE_SCORERS_RUN = {"hpsv3": ("python", "device", "batch_size"), "geneval_official": ("python",)}
+
+
+def metrics_identity(m: dict) -> dict:
+    """What a row's scores depend on: the metrics settings without the external scorers it does not
+    use, nor where those it uses run (their environment's python, device, batch size)."""
+    out = {k: v for k, v in m.items() if k not in WHERE_SCORERS_RUN}
+    for name, where in WHERE_SCORERS_RUN.items():
+        if name in m.get("metrics", []):
+            out[name] = {k: v for k, v in (m.get(name) or {}).items() if k not in where}
+    return out
+
+
 def job_config(cfg: dict, stage: str, **ids) -> dict:
     """The part of the configuration one job's result depends on. Stages: prepare_data,
     encode_latents, reference_stats, classifier, train (run), sample and evaluate (experiment, row),
@@ -133,27 +147,40 @@ def job_config(cfg: dict, stage: str, **ids) -> dict:
     if stage == "classifier":
         return {"data": data, "classifier": cfg.get("classifier")}
     if stage == "train":
-        return {"model": cfg["model"], "run": cfg["runs"][ids["run"]]}
+        return {"model": cfg["model"], "run": cfg["runs"][ids["run"]], **masked_loss(cfg["runs"][ids["run"]])}
     exp = cfg["experiments"][ids["experiment"]]
     if stage == "sample":
         row = exp["rows"][ids["row"]]
-        return {"model": cfg["model"], "runs": _runs_of(cfg, [row]), "row": row, "sampling": exp["sampling"],
-                "codec": cfg["data"]["codec"], "counted_ops": sorted(COUNTED_OPS)}  # GFLOPs per step, too
+        out = {"model": cfg["model"], "runs": _runs_of(cfg, [row]), "row": row, "sampling": exp["sampling"],
+               "codec": cfg["data"]["codec"], "counted_ops": sorted(COUNTED_OPS)}  # GFLOPs per step, too
+        if exp.get("prompts") is not None:  # a text-to-image experiment's own prompt set
+            out["prompts"] = exp["prompts"]
+        return out
     if stage == "evaluate":
         ref = distance_reference(cfg, ids["experiment"], ids["row"])
-        unused = {"hpsv3", "geneval_official"} - set(exp["metrics"]["metrics"])  # external scorers' settings
-        metrics = {k: v for k, v in exp["metrics"].items() if k not in unused}
-        return {"metrics": metrics, "row": exp["rows"][ids["row"]],
-                "distance_to": None if ref is None else {"row": ref, "sample": job_config(
-                    cfg, "sample", experiment=ids["experiment"], row=ref)}}
+        out = {"metrics": metrics_identity(exp["metrics"]), "row": exp["rows"][ids["row"]],
+               "distance_to": None if ref is None else {"row": ref, "sample": job_config(
+                   cfg, "sample", experiment=ids["experiment"], row=ref)}}
+        if exp.get("prompts") is not None:  # a text-to-image experiment's own prompt set
+            out["prompts"] = exp["prompts"]
+        return out
     rows = {r: source_row(cfg, ids["experiment"], r) for r in exp["rows"]}
     if stage == "report":
-        return {"experiment": exp, "rows": list(rows.values()), "runs": _runs_of(cfg, rows.values())}
+        return {"experiment": {**exp, "metrics": metrics_identity(exp["metrics"])}, "rows": list(rows.values()),
+                "runs": _runs_of(cfg, rows.values())}
     raise ValueError(f"unknown stage {stage!r}")
 
 
 def job_digest(cfg: dict, stage: str, **ids) -> str:
     return digest(job_config(cfg, stage, **ids))
+
+
+def masked_loss(run: dict) -> dict:
+    """A masking run's MAE target as it trains (train.mae_target, else the default: Eq. A4 as printed),
+    so that runs trained before the default changed from the clean-data target rerun; {} otherwise."""
+    if run["sparsity"] != "masking":
+        return {}
+    return {"mae_target": run["train"].get("mae_target", TrainConfig.mae_target)}
 
 
 def resume_key(cfg: dict, run: str) -> dict:
@@ -166,4 +193,4 @@ def resume_key(cfg: dict, run: str) -> dict:
     data["encode"] = {k: cfg["data"]["encode"][k] for k in ("flip", "dtype", "seed")}
     if "text_encoder" in cfg["data"]:  # other prompt features: another model
         data["text_encoder"] = text_encoder_identity(cfg["data"])
-    return {"model": cfg["model"], "run": r, "data": data}
+    return {"model": cfg["model"], "run": r, "data": data, **masked_loss(cfg["runs"][run])}

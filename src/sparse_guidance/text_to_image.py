@@ -139,8 +139,8 @@ def evaluate_row(cfg: dict, experiment: str, row: str) -> dict:
         result["hpsv3"] = external.hpsv3_scores(images, [prompts[i]["prompt"] for i in idx],
                                                 [prompts[i]["tag"] for i in idx], m["hpsv3"], f"{work}.hpsv3")
     if "geneval_official" in m["metrics"]:
-        result["geneval_official"] = external.geneval_official_scores(layout.samples(experiment, row), prompts,
-                                                                      m["geneval_official"], f"{work}.geneval")
+        result["geneval_official"] = external.geneval_official_scores(images, idx, prompts, m["geneval_official"],
+                                                                      f"{work}.geneval")  # the first metrics.n
     if "geneval" in m["metrics"]:
         result["geneval"] = geneval_scores(images, [prompts[i] for i in idx], clf)
     if "scene_text" in m["metrics"]:

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .io import atomic_open
 from .checkpoint import load_weights, read_checkpoint, save_atomic
 from .errors import ConfigError
-from .flow import draw, ema_update, make_ema, training_loss
+from .flow import MAE_TARGETS, draw, ema_update, make_ema, training_loss
 from .models.sparsity import check_gamma
 
 
@@ -46,6 +46,7 @@ class TrainConfig:
     ema_decay: float = 0.9999
     class_dropout: float = 0.1
     mae_weight: float = 0.1          # λ of Eq. A4 (masking models only)
+    mae_target: str = "noisy"        # Eq. A4 as printed (flow.MAE_TARGETS; masking models only)
     gamma: float | None = None       # token sparsity during training; None: the model's train_gamma
     ckpt_every: int = 1000
     save_steps: list[int] = field(default_factory=list)
@@ -91,6 +92,8 @@ class TrainConfig:
             raise ConfigError(f"train.grad_clip={self.grad_clip!r} must be a number > 0 (or null).")
         if self.gamma is not None:
             check_gamma(self.gamma, "train.gamma")
+        if self.mae_target not in MAE_TARGETS:
+            raise ConfigError(f"train.mae_target={self.mae_target!r}; choose one of {', '.join(MAE_TARGETS)}.")
 
 
 # Options that may change while a run keeps its state (a longer run, other snapshots or log
@@ -98,12 +101,22 @@ class TrainConfig:
 RESUMABLE_KEYS = ("steps", "save_steps", "ckpt_every", "log_every", "accumulate")  # (accumulate: same steps, other memory)
 
 
-def _check_resume(stored: dict | None, cfg: TrainConfig, last: Path):
+# What a stored config that predates an option trained with (the loss of a masking model changed
+# when mae_target came: before it, the clean-data target of Eq. A1).
+PREDATING = {"mae_target": "clean"}
+MASKING_ONLY = ("mae_weight", "mae_target")  # options a model without masking does not use
+
+
+def _check_resume(stored: dict | None, cfg: TrainConfig, last: Path, masking: bool = True):
     """Refuse to continue last.pt under other training options than it was trained with."""
     if stored is None:  # a checkpoint written before the config was stored
         return
     now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    stored = json.loads(json.dumps(stored))
+    stored = {**PREDATING, **json.loads(json.dumps(stored))}
+    if not masking:
+        for k in MASKING_ONLY:
+            now.pop(k, None)
+            stored.pop(k, None)
     diff = sorted(k for k in set(now) | set(stored) if k not in RESUMABLE_KEYS and now.get(k) != stored.get(k))
     if diff:
         changes = ", ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in diff)
@@ -173,7 +186,7 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
     last = out_dir / "last.pt"
     if last.exists():
         ck = read_checkpoint(last)
-        _check_resume(ck.get("config"), cfg, last)
+        _check_resume(ck.get("config"), cfg, last, masking=getattr(model, "sparsity", None) == "masking")
         load_weights(model, ck, "model")
         opt.load_state_dict(ck["opt"])
         start = int(ck["step"])
@@ -221,7 +234,8 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
             last_micro = j == cfg.accumulate - 1
             with (net.no_sync() if world > 1 and not last_micro else contextlib.nullcontext()):
                 with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                    loss = training_loss(model, x, y, gamma=gamma, mae_weight=cfg.mae_weight, draws=d, net=net)
+                    loss = training_loss(model, x, y, gamma=gamma, mae_weight=cfg.mae_weight,
+                                         mae_target=cfg.mae_target, draws=d, net=net)
                 (loss if cfg.accumulate == 1 else loss / cfg.accumulate).backward()
             losses.append(loss.detach())
         if cfg.accumulate > 1:

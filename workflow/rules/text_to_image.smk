@@ -12,7 +12,6 @@ if T2I is not None:
     T2I_IDS = {"track": "text_to_image"}
     T2I_CACHED = T2I["data"]["text_features"] == "cached"   # a bank of the training captions (else: online)
     # the scorers trained by the pipeline (GenEval's port, the scene-text score), where an experiment uses them
-    T2I_SCORERS = any({"geneval", "scene_text"} & set(e["metrics"]["metrics"]) for e in T2I["experiments"].values())
     T2I_SHARDS = T2I["data"]["dataset"] == "webdataset"
     T2I_EXPERIMENTS = "|".join(T2I["experiments"])
     T2I_TABLES = "|".join(e for e in T2I["experiments"] if e in C.TEXT_TABLES)
@@ -21,9 +20,20 @@ if T2I is not None:
                      "fig1_t2i": "notebooks/27_fig1_t2i.ipynb", "fig9": "notebooks/28_fig9.ipynb",
                      **{f: "notebooks/31_t2i_sample_grids.ipynb" for f in ("figA2", "figA3", "figA4")}}
 
+    def existing(path):
+        """A data file as an input (an edit reruns its job) where it exists; where not, the job itself
+        says what is missing (a dry run of the paper preset, whose paths are placeholders, still plans)."""
+        return [path] if path and Path(path).expanduser().is_file() else []
+
+    def prompt_file(name):
+        """A prompt set's file (GenEval's metadata, a tagged JSON Lines file); none if drawn (scenes)."""
+        spec = C.prompt_set_spec(T2I, name)
+        return [] if spec.get("format", "scenes") == "scenes" else existing(spec.get("path"))
+
     rule t2i_prepare_data:
         input:
             notebook="notebooks/01_prepare_data.ipynb",
+            kept_keys=existing(T2I["data"]["filter"]["keys"]) if T2I_SHARDS else [],  # the filter's kept keys
         output:
             dataset=f"{RT}/data/dataset.json",
             **({"captions": f"{RT}/data/captions.jsonl", "index": f"{RT}/data/index.npz",
@@ -93,6 +103,7 @@ if T2I is not None:
     rule t2i_prompts:  # the evaluation prompts (GenEval's metadata form) and their token states
         input:
             notebook="notebooks/07_text_features.ipynb",
+            file=prompt_file("eval"),
         output:
             prompts=f"{RT}/data/prompts.json",
             eval=f"{RT}/text/eval.pt",
@@ -119,6 +130,7 @@ if T2I is not None:
                 prompt_set="|".join(T2I["data"]["prompt_sets"]),
             input:
                 notebook="notebooks/07_text_features.ipynb",
+                file=lambda w: prompt_file(w.prompt_set),
             output:
                 prompts=f"{RT}/data/prompts-{{prompt_set}}.json",
                 eval=f"{RT}/text/eval-{{prompt_set}}.pt",

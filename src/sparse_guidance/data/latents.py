@@ -45,7 +45,7 @@ MANIFEST_KEYS = ("shards", "complete", "num_shards", "count", "latent_shape", "d
 SHARD_KEYS = ("index", "count", "latents", "labels", "bytes", "sha256")
 # Manifest fields that must agree for a resumed encoding to continue an earlier one.
 SETTINGS = ("format", "version", "codec", "source_count", "count", "flip", "shard_size", "num_shards",
-            "dtype", "seed", "latent_shape")
+            "dtype", "seed", "latent_shape", "source_digest")
 
 
 def shard_files(index: int) -> tuple[str, str]:
@@ -171,7 +171,8 @@ def encode_dataset(dataset, codec: Codec, out_dir: str | Path, shard_size: int =
     settings = dict(format=FORMAT, version=VERSION, codec=codec.config(), scale_factor=codec.scale_factor,
                     source_count=n, count=n * (2 if flip else 1), flip=bool(flip), shard_size=shard_size,
                     num_shards=num_shards, dtype=dtype, seed=seed,
-                    latent_shape=list(codec.latent_shape(first.shape[-2], first.shape[-1])))
+                    latent_shape=list(codec.latent_shape(first.shape[-2], first.shape[-1])),
+                    source_digest=getattr(dataset, "source_digest", None))  # which samples (webdataset's index)
     classes = getattr(dataset, "classes", None)
     per_item = bool(getattr(dataset, "labels_index_items", False))  # label i: item i's caption (webdataset.py)
     num_classes = len(classes) if classes is not None else (len(dataset) if per_item else None)

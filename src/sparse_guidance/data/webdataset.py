@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import tarfile
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +37,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from ..io import atomic_open, write_json
+from ..io import atomic_open, file_hash, write_json
 from .imagenet import center_crop_arr
 from .latents import to_model_range
 
 IMAGE_KINDS = ("jpg", "jpeg", "png", "webp")
+OPEN_FILES = 64  # tar files a process keeps open at once (10,000 shards would exceed the usual 1,024 limit)
 INDEX, CAPTIONS, SHARDS = "index.npz", "captions.jsonl", "shards.json"
 _RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 
@@ -84,8 +87,9 @@ def scan_shard(path: Path) -> list[dict]:
                 elif kind == "json":
                     s["meta"] = json.loads(tar.extractfile(m).read().decode("utf-8"))
     except (tarfile.TarError, OSError, UnicodeDecodeError, ValueError) as e:
-        raise ConfigError(f"webdataset shard {str(path)!r} is unreadable ({type(e).__name__}: {e}); re-download "
-                          "or remove it from data.shards.") from e
+        raise ConfigError(f"webdataset shard {str(path)!r} is unreadable ({type(e).__name__}: {e}); it must be a "
+                          "plain (uncompressed) tar, for random access: decompress a .tar.gz, re-download a broken "
+                          "one, or remove it from data.shards.") from e
     for s in samples.values():
         if s["caption"] is None and isinstance(s["meta"], dict) and isinstance(s["meta"].get("caption"), str):
             s["caption"] = s["meta"]["caption"].strip()
@@ -171,7 +175,11 @@ def read_captions(data_dir) -> list[str]:
 
 class CaptionShards(torch.utils.data.Dataset):
     """The indexed samples: item i -> (image (3, S, S) uint8 or float in [-1, 1], ADM's center crop to
-    ``image_size``; i, the index of its caption). Tar files are opened lazily, once per process."""
+    ``image_size``; i, the index of its caption).
+
+    Images are read with ``os.pread`` (no shared file offset) from at most OPEN_FILES tar files open
+    per process; the handles are the opening process's own, so forked DataLoader workers open their
+    own. ``source_digest`` (the index's hash) tells the latent encoder which samples these are."""
 
     labels_index_items = True  # one label per sample: the latent manifest keeps no class histogram
 
@@ -181,30 +189,45 @@ class CaptionShards(torch.utils.data.Dataset):
             raise ConfigError(f"{str(d)!r} holds no shard index ({INDEX}, {SHARDS}); run the prepare_data job.")
         with np.load(d / INDEX) as z:
             self.tar, self.offset, self.size = z["tar"], z["offset"], z["size"]
-        self.paths = [s["path"] for s in json.loads((d / SHARDS).read_text())["shards"]]
+        self.shards = json.loads((d / SHARDS).read_text())["shards"]
+        self.paths = [s["path"] for s in self.shards]
+        self.source_digest = file_hash(d / INDEX, "sha256")
         self.image_size, self.output, self.classes = int(image_size), output, None
-        self.num_labels = len(self.tar)
-        self._files: dict[int, object] = {}
+        self._files: OrderedDict[int, int] = OrderedDict()  # tar number -> file descriptor, oldest first
+        self._pid = None
 
     def __getstate__(self):
-        return {**self.__dict__, "_files": {}}
+        return {**self.__dict__, "_files": OrderedDict(), "_pid": None}
 
     def __len__(self) -> int:
         return len(self.tar)
 
-    def _read(self, i: int) -> bytes:
-        t = int(self.tar[i])
-        if t not in self._files:
-            self._files[t] = open(self.paths[t], "rb")
-        f = self._files[t]
-        f.seek(int(self.offset[i]))
-        return f.read(int(self.size[i]))
+    def _fd(self, t: int) -> int:
+        if self._pid != os.getpid():  # a forked worker: the parent's descriptors are not its own
+            self._files, self._pid = OrderedDict(), os.getpid()
+        if t in self._files:
+            self._files.move_to_end(t)
+            return self._files[t]
+        path = self.paths[t]
+        try:
+            if os.path.getsize(path) != self.shards[t]["bytes"]:
+                raise ConfigError(f"webdataset shard {path!r} changed size since it was indexed; rerun the "
+                                  "prepare_data job.")
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            raise ConfigError(f"cannot open webdataset shard {path!r} ({e}).") from e
+        self._files[t] = fd
+        if len(self._files) > OPEN_FILES:
+            os.close(self._files.popitem(last=False)[1])
+        return fd
 
     def __getitem__(self, i: int):
+        t = int(self.tar[i])
+        data = os.pread(self._fd(t), int(self.size[i]), int(self.offset[i]))
         try:
-            image = Image.open(io.BytesIO(self._read(i))).convert("RGB")
+            image = Image.open(io.BytesIO(data)).convert("RGB")
         except (OSError, ValueError) as e:
-            raise ConfigError(f"sample {i} of {self.paths[int(self.tar[i])]!r} is not a readable image ({e}); "
-                              "the shard changed since it was indexed: rerun the prepare_data job.") from e
-        x = torch.from_numpy(np.ascontiguousarray(center_crop_arr(image, self.image_size))).permute(2, 0, 1)
+            raise ConfigError(f"sample {i} of {self.paths[t]!r} is not a readable image ({e}); the shard changed "
+                              "since it was indexed: rerun the prepare_data job.") from e
+        x = torch.from_numpy(np.array(center_crop_arr(image, self.image_size))).permute(2, 0, 1)  # (3, S, S)
         return (to_model_range(x) if self.output == "float" else x), i

@@ -15,6 +15,7 @@ scorer's files and weights (pre-downloaded; README, text-to-image track). Work f
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -61,7 +62,10 @@ def hpsv3_scores(images: np.ndarray, prompts: list[str], tags: list[str], spec: 
             Image.fromarray(np.asarray(img)).save(f, format="PNG")
         items.append({"image": str(path.resolve()), "prompt": prompt})
     (work / "items.json").write_text(json.dumps(items))
-    cmd = [_python(spec, "hpsv3"), str(HPSV3_JOB), str(work / "items.json"), str(work / "scores.json"),
+    # run from a copy beside its inputs: run from its folder, this package's metrics modules (evaluate,
+    # stats, ...) would be top-level modules of HPSv3's environment
+    shutil.copyfile(HPSV3_JOB, work / HPSV3_JOB.name)
+    cmd = [_python(spec, "hpsv3"), str(work / HPSV3_JOB.name), str(work / "items.json"), str(work / "scores.json"),
            "--device", spec.get("device", "cuda"), "--batch-size", str(spec.get("batch_size", 8))]
     for flag in ("checkpoint", "config"):
         if spec.get(flag):
@@ -77,8 +81,9 @@ def hpsv3_scores(images: np.ndarray, prompts: list[str], tags: list[str], spec: 
             "n": {t: len(v) for t, v in by_tag.items()}, "name": "HPSv3"}
 
 
-def geneval_official_scores(samples, metadata: list[dict], spec: dict, work_dir) -> dict:
-    """GenEval's own scripts on a row's samples (ADM npz with prompt indices) -> its scores per tag."""
+def geneval_official_scores(images: np.ndarray, prompts, metadata: list[dict], spec: dict, work_dir) -> dict:
+    """GenEval's own scripts on images uint8 (N, H, W, 3) drawn for the prompts of indices ``prompts``
+    (N,) of ``metadata`` -> its scores per tag."""
     repo = Path(str(spec.get("repo") or "")).expanduser()
     script = repo / "evaluation" / "evaluate_images.py"
     if not spec.get("repo") or not script.is_file():
@@ -88,7 +93,7 @@ def geneval_official_scores(samples, metadata: list[dict], spec: dict, work_dir)
         raise ConfigError("metrics.geneval_official.detector is not set: give the folder with GenEval's Mask2Former "
                           "weights (its evaluation/download_models.sh).")
     work = Path(work_dir)
-    geneval_official.export(samples, metadata, work / "images")
+    geneval_official.export_arrays(images, prompts, metadata, work / "images")
     cmd = [_python(spec, "geneval_official"), str(script), str(work / "images"), "--outfile",
            str(work / "results.jsonl"), "--model-path", str(spec["detector"])]
     _run(cmd, "GenEval", work / "geneval.log")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.prompt_sets import load_prompt_set
 from ..errors import ConfigError
 from ..io import atomic_open, write_json
 
@@ -30,34 +31,38 @@ SIX_TAGS = ("single_object", "two_object", "counting", "colors", "position", "co
 
 
 def read_metadata(path) -> list[dict]:
-    """GenEval's evaluation_metadata.jsonl: one prompt per line ({tag, prompt, include, exclude, ...})."""
-    lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
-    try:
-        rows = [json.loads(ln) for ln in lines]
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{str(path)!r} is not GenEval's evaluation_metadata.jsonl (one JSON object per line): {e}")
-    bad = [i for i, r in enumerate(rows) if not {"tag", "prompt"} <= set(r)]
-    if bad:
-        raise ConfigError(f"{str(path)!r}: line(s) {bad[:5]} lack 'tag' or 'prompt'.")
-    return rows
+    """GenEval's evaluation_metadata.jsonl: one prompt per line ({tag, prompt, include, exclude, ...});
+    read as the track's prompt sets read it (data/prompt_sets.py, format geneval)."""
+    return load_prompt_set({"format": "geneval", "path": str(path)})
 
 
 def export(samples, metadata: list[dict], out_dir) -> dict:
-    """Write an ADM npz of samples (arr_0 uint8 NHWC, arr_1 prompt indices) in GenEval's layout;
-    returns {prompt index: images written}. Every prompt needs at least one image."""
-    from PIL import Image
-
+    """Write an ADM npz of samples (arr_0 uint8 NHWC, arr_1 prompt indices) in GenEval's layout
+    (export_arrays); returns {prompt index: images written}."""
     with np.load(samples) as z:
         if "arr_1" not in z.files:
             raise ConfigError(f"{str(samples)!r} carries no prompt indices (arr_1); sample it with the workflow.")
-        images, prompts = z["arr_0"], z["arr_1"].astype(np.int64)
+        return export_arrays(z["arr_0"], z["arr_1"], metadata, out_dir, str(samples))
+
+
+def export_arrays(images, prompts, metadata: list[dict], out_dir, what: str = "the samples") -> dict:
+    """Images uint8 (N, H, W, 3) with their prompt indices (N,) in GenEval's layout under out_dir,
+    which holds nothing else afterwards (GenEval scores every folder it finds). Every prompt needs
+    at least one image. Returns {prompt index: images written}."""
+    import shutil
+
+    from PIL import Image
+
+    prompts = np.asarray(prompts).astype(np.int64)
     if prompts.min() < 0 or prompts.max() >= len(metadata):
-        raise ConfigError(f"{str(samples)!r} has prompt indices up to {prompts.max()}, the metadata {len(metadata)} "
+        raise ConfigError(f"{what} has prompt indices up to {prompts.max()}, the metadata {len(metadata)} "
                           "prompts: sample with the same evaluation_metadata.jsonl.")
     missing = sorted(set(range(len(metadata))) - set(prompts.tolist()))
     if missing:
         raise ConfigError(f"prompts {missing[:5]} have no image; draw at least one per prompt (GenEval: 4).")
     out, written = Path(out_dir), {}
+    if out.exists():
+        shutil.rmtree(out)  # images of an earlier export would be scored too
     for n, meta in enumerate(metadata):
         folder = out / f"{n:05d}" / "samples"
         folder.mkdir(parents=True, exist_ok=True)
