@@ -365,7 +365,8 @@ def test_an_experiment_samples_its_own_prompt_set(t2i, tmp_path):
     meta = _geneval_file(tmp_path / "evaluation_metadata.jsonl")
     cfg = X.track_config(X.load_config("smoke", {"results_dir": str(tmp_path / "r"), "text_to_image": {
         "data": {"prompt_sets": {"geneval": {"format": "geneval", "path": str(meta)}}},
-        "experiments": {"table5": {"prompts": "geneval"}}}}))
+        "experiments": {"table5": {"prompts": "geneval", "rows": {  # unguided: its own row, on these prompts
+            "unguided": {"same_as": None, "label": "unguided", "recipe": "unguided"}}}}}}))
     L = Layout(cfg)
     assert X.prompt_set(cfg, "table5") == "geneval" and X.prompt_set(cfg, "table4") == "eval"
     assert L.prompts_file("geneval").endswith("t2i/data/prompts-geneval.json")

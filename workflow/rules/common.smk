@@ -28,6 +28,18 @@ def sample_inputs(w, cfg=None):
     return inputs
 
 
+def existing(path):
+    """A data file as an input (an edit reruns its job) where it exists; where not, the job itself
+    says what is missing (a dry run of the paper preset, whose paths are placeholders, still plans)."""
+    return [path] if path and Path(path).expanduser().is_file() else []
+
+
+def prompt_file(name, cfg):
+    """A text-to-image prompt set's file (GenEval's metadata, a tagged JSON Lines file); none if drawn."""
+    spec = C.prompt_set_spec(cfg, name)
+    return [] if spec.get("format", "scenes") == "scenes" else existing(spec.get("path"))
+
+
 def prompt_inputs(w, cfg):
     """The prompt set a text-to-image experiment samples: its prompts (and metadata) and their features."""
     name = C.prompt_set(cfg, w.experiment)

@@ -20,16 +20,6 @@ if T2I is not None:
                      "fig1_t2i": "notebooks/27_fig1_t2i.ipynb", "fig9": "notebooks/28_fig9.ipynb",
                      **{f: "notebooks/31_t2i_sample_grids.ipynb" for f in ("figA2", "figA3", "figA4")}}
 
-    def existing(path):
-        """A data file as an input (an edit reruns its job) where it exists; where not, the job itself
-        says what is missing (a dry run of the paper preset, whose paths are placeholders, still plans)."""
-        return [path] if path and Path(path).expanduser().is_file() else []
-
-    def prompt_file(name):
-        """A prompt set's file (GenEval's metadata, a tagged JSON Lines file); none if drawn (scenes)."""
-        spec = C.prompt_set_spec(T2I, name)
-        return [] if spec.get("format", "scenes") == "scenes" else existing(spec.get("path"))
-
     rule t2i_prepare_data:
         input:
             notebook="notebooks/01_prepare_data.ipynb",
@@ -103,7 +93,7 @@ if T2I is not None:
     rule t2i_prompts:  # the evaluation prompts (GenEval's metadata form) and their token states
         input:
             notebook="notebooks/07_text_features.ipynb",
-            file=prompt_file("eval"),
+            file=prompt_file("eval", T2I),
         output:
             prompts=f"{RT}/data/prompts.json",
             eval=f"{RT}/text/eval.pt",
@@ -130,7 +120,7 @@ if T2I is not None:
                 prompt_set="|".join(T2I["data"]["prompt_sets"]),
             input:
                 notebook="notebooks/07_text_features.ipynb",
-                file=lambda w: prompt_file(w.prompt_set),
+                file=lambda w: prompt_file(w.prompt_set, T2I),
             output:
                 prompts=f"{RT}/data/prompts-{{prompt_set}}.json",
                 eval=f"{RT}/text/eval-{{prompt_set}}.pt",
