@@ -18,6 +18,7 @@
 # (`--profile slurm`, through the root link `slurm`).
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ NOTEBOOK = " ".join([
 CONDA_ENV = "envs/sparse-guidance.yaml"  # used only with --sdm conda
 
 wildcard_constraints:
-    experiment="|".join([*CFG["experiments"], *(T2I["experiments"] if T2I else [])]),
+    experiment="|".join(map(re.escape, [*CFG["experiments"], *(T2I["experiments"] if T2I else [])])),
     row=C.ID_RE.pattern.strip("^$"),
     run="|".join(CFG["runs"]),
 
@@ -87,5 +88,5 @@ include: "workflow/rules/text_to_image.smk"
 rule all:
     default_target: True
     input:
-        [report_outputs(e) for e in [*CFG["experiments"], *(T2I["experiments"] if T2I else [])]],
+        [report_outputs(e) for e in [*C.reported(CFG), *(T2I["experiments"] if T2I else [])]],
         report_outputs("figA1") if T2I else [],

@@ -232,7 +232,7 @@ def test_results_are_never_combined_with_files_of_other_settings(cfg):
         P.sample_row(cfg, "table2", row, progress=False)
         E.evaluate_row(cfg, "table2", row, progress=False)
     def two_rows(**cfg_row):  # table2 with its unguided and cfg rows only, no other experiment
-        dropped = {e: None for e in cfg["experiments"] if e != "table2"}
+        dropped = {e: None for e in X.reported(cfg) if e != "table2"}
         rows = {r: None for r in ("ag", "icg", "sg_flops", "sg_fid")} | ({"cfg": cfg_row} if cfg_row else {})
         return X.load_config("smoke", {"results_dir": cfg["results_dir"], "data": {"train_limit": 64},
                                        "experiments": {**dropped, "table2": {"rows": rows}}})

@@ -99,9 +99,9 @@ CLASS_DIGESTS = {
     ("prepare_data", ()): "465175bcb2de4c44", ("encode_latents", ()): "120af7770e4ef20f",
     ("reference_stats", ()): "9540bf8660a82a3d", ("classifier", ()): "2d0bb530db97e20b",
     ("train", (("run", "routing"),)): "776a83508a6056a0", ("train", (("run", "routing_ft10"),)): "7a55c053a7ad5eaa",
-    ("sample", (("experiment", "table2"), ("row", "sg_fid"))): "3c0b1adbb98a1d41",
+    ("sample", (("experiment", "table1"), ("row", "sg_routing"))): "c9cad9a844231795",
     ("evaluate", (("experiment", "fig7"), ("row", "cfg"))): "1051230b73a252e1",
-    ("report", (("experiment", "table3"),)): "58e6a4f2ed9cd390",
+    ("report", (("experiment", "table1"),)): "23bd8dea458ef5ee",
 }
 
 

@@ -518,59 +518,207 @@ def _check_row(row: dict, rwhere: str, e: dict, cfg: dict, sampling: dict) -> di
     return row
 
 
-def _check_experiments(cfg: dict) -> dict:
-    out = {}
-    for name, e in cfg["experiments"].items():
-        where = f"experiments.{name}"
-        e = copy.deepcopy(e)
-        if e.get("run") is not None:
-            _check_run_name(cfg, e["run"], f"{where}.run")
-        sampling = schema.validate({**cfg["sampling"], **(e.get("sampling") or {})}, config_schema(), "sampling",
-                                   f"{where}.sampling")
-        metrics_def = "text_metrics" if cfg.get("track") == "text_to_image" else "metrics"
-        scorer_keys = {"detector", "scene_text"} & set(e.get("metrics") or {})
-        if scorer_keys:  # one pair of scorers per track (the scorers job), not one per experiment
-            raise ConfigError(f"{where}.metrics: {', '.join(sorted(scorer_keys))} belong to the track's metrics "
-                              "(text_to_image.metrics), which train the scorers every experiment uses.")
-        metrics = schema.validate({**cfg["metrics"], **(e.get("metrics") or {})}, config_schema(), metrics_def,
-                                  f"{where}.metrics")
-        _check_metrics(metrics, sampling, f"{where}.metrics")
-        rows = dict(e.get("rows") or {})
-        origin = {rid: f"{where}.rows.{rid}" for rid in rows}  # where each row was written (errors name it)
-        for i, g in enumerate(e.get("grids") or []):
-            for rid, row in expand_grid(g, f"{where}.grids[{i}]").items():
-                if rid in rows:
-                    raise ConfigError(f"{where}.grids[{i}] makes row {rid!r}, which the experiment already has.")
+TUNE_SUFFIX = ".tune"  # <experiment>.tune: the validation samples of an experiment's tuned rows
+TUNE_PAIRS = "gamma_pairs"  # a tune axis of [gamma_strong, gamma_weak] pairs
+BY_DIRECTION = {"fid": min, "sfid": min, "acc": max}  # a tuning score -> how it chooses
+
+
+def tuning_name(experiment: str) -> str:
+    return f"{experiment}{TUNE_SUFFIX}"
+
+
+def tune_cells(rid: str, tune: dict, where: str) -> dict:
+    """The arguments of a tuned row's candidates, by candidate id: the product of its ``tune`` axes
+    (``gamma_pairs`` sets gamma_strong and gamma_weak together).
+
+    ``tune_cells("cfg", {"omega": [1.5, 2]}, ...)`` -> ``{"cfg-w1.5": {"omega": 1.5}, "cfg-w2": {"omega": 2}}``"""
+    axes = []
+    for k, values in tune.items():
+        if k in ROW_AXES:
+            raise ConfigError(f"{where}.{k}: a row tunes its recipe's arguments (omega, gamma_strong, gamma_weak, "
+                              f"{TUNE_PAIRS}, ...), not its {k}; give those rows of their own.")
+        if k == TUNE_PAIRS:
+            if not all(isinstance(v, list) and len(v) == 2 for v in values):
+                raise ConfigError(f"{where}.{TUNE_PAIRS}={values!r} must list [gamma_strong, gamma_weak] pairs.")
+            axes.append([{"gamma_strong": a, "gamma_weak": b} for a, b in values])
+        else:
+            axes.append([{k: v} for v in values])
+    cells = {}
+    for combo in itertools.product(*axes):
+        args = {k: v for part in combo for k, v in part.items()}
+        cells[rid + "".join(f"-{AXIS_ABBR.get(k, k)}{_fmt_axis(v)}" for k, v in args.items())] = args
+    return cells
+
+
+def tuning_experiment(name: str, e: dict, track: bool = False, sampling: dict | None = None) -> dict | None:
+    """The experiment ``<name>.tune`` of an experiment whose rows have ``tune:``: one row per candidate
+    of each tuned row, sampled on the tuning's validation seed with its sampling and metrics settings
+    (over the experiment's), tagged ``tuned: <row>`` and its arguments. None if no row is tuned.
+
+    Selection and report never share samples: the validation seed is none the experiment reports
+    (``sampling``: the experiment's sampling settings, whose seed its rows default to)."""
+    where, rows = f"experiments.{name}", (e or {}).get("rows") or {}
+    tuned = {rid: r for rid, r in rows.items() if (r or {}).get("tune")}
+    if not tuned:
+        return None
+    if track:
+        raise ConfigError(f"{where}.rows.{next(iter(tuned))}.tune: tuned rows are the ImageNet track's (Tables "
+                          "1-2, Fig. 1); give the text-to-image rows their settings.")
+    default_seed = (sampling or {}).get("seed", 0)
+    t = e.get("tuning")
+    if t is None:
+        raise ConfigError(f"{where}.rows.{next(iter(tuned))}.tune needs {where}.tuning: {{seed: <a validation "
+                          "seed>, by: fid, sampling: {...}, metrics: {...}}}, how its candidates are scored.")
+    if e.get("seeds") is not None:
+        reported = set(e["seeds"])
+    else:
+        reported = {r.get("seed", default_seed) for r in rows.values() if not r.get("same_as")}
+        reported |= {default_seed} if e.get("grids") else set()
+    if t["seed"] in reported:
+        raise ConfigError(f"{where}.tuning.seed={t['seed']} is a seed the experiment reports; choose on another "
+                          "(validation) seed, so that selection and report never share samples.")
+    out_rows = {}
+    for rid, r in tuned.items():
+        recipe = r.get("recipe")
+        base = {"preset": recipe} if isinstance(recipe, str) else copy.deepcopy(recipe)
+        if not isinstance(base, dict) or "preset" not in base:
+            raise ConfigError(f"{where}.rows.{rid}.tune: the tuned arguments are a preset's, so "
+                              f"{where}.rows.{rid}.recipe must be a preset name or {{preset: <name>, ...}}.")
+        for cid, args in tune_cells(rid, r["tune"], f"{where}.rows.{rid}.tune").items():
+            resolve_row_recipe({**base, **args}, 1, f"{where}.rows.{rid}.tune (candidate {cid})")
+            row = {k: copy.deepcopy(v) for k, v in r.items() if k not in ("tune", "seed", "tags")}
+            row.update(recipe={**base, **args}, seed=t["seed"], tags={"tuned": rid, **args})
+            out_rows[cid] = row
+    return {"run": e.get("run"), "rows": out_rows, "tuning_of": name,
+            "sampling": {**(e.get("sampling") or {}), **t["sampling"]},
+            "metrics": {**(e.get("metrics") or {}), **t["metrics"]},
+            "caption": f"the candidates of {name}'s tuned rows (seed {t['seed']}, by {t['by']})"}
+
+
+def tuned_base(rid: str, spec: dict) -> str:
+    """The row a (replicated) row was written as: its tuning and its choice are that row's."""
+    return (spec.get("tags") or {}).get("base", rid)
+
+
+def tuning_candidates(cfg: dict, experiment: str, row: str) -> dict:
+    """A tuned row's candidates (rows of ``<experiment>.tune``, by id) -> the arguments each sets."""
+    exp = cfg["experiments"].get(tuning_name(experiment))
+    cells = {cid: {k: v for k, v in r["tags"].items() if k != "tuned"}
+             for cid, r in (exp or {"rows": {}})["rows"].items() if r["tags"].get("tuned") == row}
+    if not cells:
+        raise ConfigError(f"row {experiment}/{row} is not tuned (it has no tune:), so it has no candidates.")
+    return cells
+
+
+def score_label(extractor: str, key: str, n: int | None = None) -> str:
+    """How a score is named in tables and on axes: FD in the classifier's features is never called FID."""
+    at = "" if n is None else f"@{n}"
+    return {"fid": f"{'classifier FD' if extractor == 'classifier' else 'FID'}{at}", "acc": "class accuracy",
+            "sfid": f"sFID{at}", "prec": "precision", "rec": "recall"}.get(key, key)
+
+
+def _refuse_made(exps: dict) -> dict:
+    """A preset's experiments, none of them named like the ones the config makes (<name>.tune)."""
+    for name, e in exps.items():
+        if name.endswith(TUNE_SUFFIX) or (e or {}).get("tuning_of"):
+            raise ConfigError(f"experiments.{name}: experiments named *{TUNE_SUFFIX} (tuning_of) are made by the "
+                              "config from an experiment's tuning; give the rows tune: instead.")
+    return exps
+
+
+def _seeded(rows: dict, rid: str) -> list[str]:
+    """The replicates ``<rid>.s<seed>`` of a row over an experiment's seeds (none if unseeded)."""
+    return [r for r, spec in rows.items() if r != rid and spec.get("tags", {}).get("base") == rid]
+
+
+def _expand_same_as(out: dict) -> None:
+    """same_as naming a row replicated over its experiment's seeds: the replicate of the same seed (a
+    seeded experiment's), or one row per replicate (``<row>.s<seed>``, tagged base and seed)."""
+    for name, e in out.items():
+        rows = {}
+        for rid, row in e["rows"].items():
+            ref = row.get("same_as")
+            target = ref.split("/") if isinstance(ref, str) and ref.count("/") == 1 else None
+            if target is None or target[0] not in out or target[1] in out[target[0]]["rows"]:
                 rows[rid] = row
-                origin[rid] = f"{where}.grids[{i}] (row {rid})"
-        if not rows:
-            raise ConfigError(f"{where} has no rows: give rows: or grids:.")
-        if e.get("seeds") is not None:
-            origin = {f"{rid}.s{sd}": origin[rid] for rid in rows for sd in e["seeds"]}
-            rows = {f"{rid}.s{sd}": {**copy.deepcopy(r), "seed": sd,
-                                     "tags": {**(r.get("tags") or {}), "base": rid, "seed": sd}}
-                    for rid, r in rows.items() for sd in e["seeds"]}
-        for rid, row in rows.items():
-            if not ID_RE.match(rid):
-                raise ConfigError(f"{where}.rows: {rid!r} is not a usable name (letters, digits and _ . + -, "
-                                  "starting with a letter or digit; it becomes part of file names).")
-            if row.get("same_as") is None:
-                _check_row(row, origin[rid], e, cfg, sampling)
-        roles = [r.get("tags", {}).get("role") for r in rows.values()]
-        if "compare" in roles and roles.count("conditional") != 1:
-            raise ConfigError(f"{where}: rows tagged role: compare are measured against the one row tagged role: "
-                              f"conditional (the unguided prediction, same noise); found {roles.count('conditional')}.")
-        baseline = e.get("baseline", next(iter(rows)))
-        if baseline not in rows:
-            raise ConfigError(f"{where}.baseline={baseline!r} is not one of its rows ({', '.join(rows)}).")
-        sets = ("eval", *cfg["data"].get("prompt_sets", {})) if cfg.get("track") == "text_to_image" else ()
-        if e.get("prompts") is not None and e["prompts"] not in sets:
-            raise ConfigError(f"{where}.prompts={e['prompts']!r}: " + (
-                f"the prompt sets are {', '.join(sets)} (data.eval and data.prompt_sets)." if sets else
-                "only the text-to-image track's experiments sample prompt sets."))
-        out[name] = {**e, "rows": rows, "baseline": baseline, "caption": e.get("caption", ""),
-                     "sampling": sampling, "metrics": metrics, "plot": e.get("plot") or {}, "run": e.get("run")}
+                continue
+            reps = _seeded(out[target[0]]["rows"], target[1])
+            if not reps:
+                rows[rid] = row  # resolve_source names the missing row
+            elif "seed" in row.get("tags", {}):  # this experiment's own seeds: the same seed there
+                want = f"{target[1]}.s{row['tags']['seed']}"
+                if want not in out[target[0]]["rows"]:
+                    raise ConfigError(f"experiments.{name}.rows.{rid}.same_as={ref!r}: {target[0]} has no "
+                                      f"seed {row['tags']['seed']} (it has rows {', '.join(reps)}).")
+                rows[rid] = {**row, "same_as": f"{target[0]}/{want}"}
+            else:
+                for rep in reps:
+                    sd = out[target[0]]["rows"][rep]["tags"]["seed"]
+                    rows[f"{rid}.s{sd}"] = {**copy.deepcopy(row), "same_as": f"{target[0]}/{rep}",
+                                            "tags": {**(row.get("tags") or {}), "base": rid, "seed": sd}}
+        e["rows"] = rows
+
+
+def _check_experiment(cfg: dict, name: str, e: dict) -> dict:
+    """One experiment's rows (its grids expanded, replicated over its seeds) checked against the runs."""
+    where = f"experiments.{name}"
+    e = copy.deepcopy(e)
+    if e.get("run") is not None:
+        _check_run_name(cfg, e["run"], f"{where}.run")
+    sampling = schema.validate({**cfg["sampling"], **(e.get("sampling") or {})}, config_schema(), "sampling",
+                               f"{where}.sampling")
+    metrics_def = "text_metrics" if cfg.get("track") == "text_to_image" else "metrics"
+    scorer_keys = {"detector", "scene_text"} & set(e.get("metrics") or {})
+    if scorer_keys:  # one pair of scorers per track (the scorers job), not one per experiment
+        raise ConfigError(f"{where}.metrics: {', '.join(sorted(scorer_keys))} belong to the track's metrics "
+                          "(text_to_image.metrics), which train the scorers every experiment uses.")
+    metrics = schema.validate({**cfg["metrics"], **(e.get("metrics") or {})}, config_schema(), metrics_def,
+                              f"{where}.metrics")
+    _check_metrics(metrics, sampling, f"{where}.metrics")
+    rows = dict(e.get("rows") or {})
+    origin = {rid: f"{where}.rows.{rid}" for rid in rows}  # where each row was written (errors name it)
+    for i, g in enumerate(e.get("grids") or []):
+        for rid, row in expand_grid(g, f"{where}.grids[{i}]").items():
+            if rid in rows:
+                raise ConfigError(f"{where}.grids[{i}] makes row {rid!r}, which the experiment already has.")
+            rows[rid] = row
+            origin[rid] = f"{where}.grids[{i}] (row {rid})"
+    if not rows:
+        raise ConfigError(f"{where} has no rows: give rows: or grids:.")
+    if e.get("seeds") is not None:
+        origin = {f"{rid}.s{sd}": origin[rid] for rid in rows for sd in e["seeds"]}
+        rows = {f"{rid}.s{sd}": {**copy.deepcopy(r), **({} if r.get("same_as") else {"seed": sd}),
+                                 "tags": {**(r.get("tags") or {}), "base": rid, "seed": sd}}
+                for rid, r in rows.items() for sd in e["seeds"]}
+    for rid, row in rows.items():
+        if not ID_RE.match(rid):
+            raise ConfigError(f"{where}.rows: {rid!r} is not a usable name (letters, digits and _ . + -, "
+                              "starting with a letter or digit; it becomes part of file names).")
+        if row.get("same_as") is None:
+            _check_row(row, origin[rid], e, cfg, sampling)
+    roles = [r.get("tags", {}).get("role") for r in rows.values()]
+    if "compare" in roles and roles.count("conditional") != 1:
+        raise ConfigError(f"{where}: rows tagged role: compare are measured against the one row tagged role: "
+                          f"conditional (the unguided prediction, same noise); found {roles.count('conditional')}.")
+    sets = ("eval", *cfg["data"].get("prompt_sets", {})) if cfg.get("track") == "text_to_image" else ()
+    if e.get("prompts") is not None and e["prompts"] not in sets:
+        raise ConfigError(f"{where}.prompts={e['prompts']!r}: " + (
+            f"the prompt sets are {', '.join(sets)} (data.eval and data.prompt_sets)." if sets else
+            "only the text-to-image track's experiments sample prompt sets."))
+    return {**e, "rows": rows, "baseline": e.get("baseline"), "caption": e.get("caption", ""),
+            "sampling": sampling, "metrics": metrics, "plot": e.get("plot") or {}, "run": e.get("run")}
+
+
+def _check_experiments(cfg: dict) -> dict:
+    exps = _refuse_made(cfg["experiments"])
+    out = {name: _check_experiment(cfg, name, e) for name, e in exps.items()}
+    for name, e in exps.items():  # then the tuning experiments (their rows' own errors come first)
+        tuned = tuning_experiment(name, e, bool(cfg.get("track")), {**cfg["sampling"], **(e.get("sampling") or {})})
+        if tuned is not None:
+            out[tuning_name(name)] = _check_experiment(cfg, tuning_name(name), tuned)
+    _expand_same_as(out)
     for name, e in out.items():  # references between experiments: checked once every experiment is known
+        e["baseline"] = _baseline(e, f"experiments.{name}")
         for rid, row in e["rows"].items():
             if row.get("same_as") is not None:
                 src = resolve_source(out, name, rid, f"experiments.{name}.rows.{rid}.same_as")
@@ -582,6 +730,17 @@ def _check_experiments(cfg: dict) -> dict:
                 row.setdefault("label", target["label"])
                 row["tags"] = {**target.get("tags", {}), **(row.get("tags") or {})}
     return out
+
+
+def _baseline(e: dict, where: str) -> str:
+    """An experiment's baseline row (default: its first); a row replicated over seeds: its first replicate."""
+    rows, baseline = e["rows"], e.get("baseline") or next(iter(e["rows"]))
+    if baseline not in rows:
+        reps = _seeded(rows, baseline)
+        if not reps:
+            raise ConfigError(f"{where}.baseline={baseline!r} is not one of its rows ({', '.join(rows)}).")
+        baseline = reps[0]
+    return baseline
 
 
 def resolve_source(exps: dict, experiment: str, row: str, where: str = "same_as") -> tuple[str, str]:
@@ -696,6 +855,11 @@ def prompt_set_spec(cfg: dict, name: str) -> dict:
 def eval_split(name: str) -> str:
     """The text features' split of a prompt set: 'eval' for data.eval, 'eval-<name>' for the others."""
     return "eval" if name == "eval" else f"eval-{name}"
+
+
+def reported(cfg: dict) -> list[str]:
+    """The experiments with a table or figure (the tuning experiments <name>.tune have none)."""
+    return [e for e, spec in cfg["experiments"].items() if not spec.get("tuning_of")]
 
 
 def experiment(cfg: dict, name: str) -> dict:

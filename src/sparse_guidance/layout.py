@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 
-from .config import distance_reference, source_row
+from .config import distance_reference, source_row, tuned_base, tuning_candidates, tuning_name
 from .flops import COUNTED_OPS
 from .io import digest
 from .train import RESUMABLE_KEYS, TrainConfig
@@ -68,6 +68,9 @@ class Layout:
     def samples(self, experiment, row): return self.path("samples", experiment, f"{row}.npz")       # noqa: E704
     def sample_info(self, experiment, row): return self.path("samples", experiment, f"{row}.json")  # noqa: E704
     def metrics(self, experiment, row): return self.path("metrics", experiment, f"{row}.json")      # noqa: E704
+    # tuning: a tuned row's choice among its candidates (experiment <name>.tune), and their scores drawn
+    def tuning(self, experiment, row): return self.path("tuning", experiment, f"{row}.json")       # noqa: E704
+    def tuning_figure(self, experiment, row): return self.path("tuning", experiment, f"{row}.png")  # noqa: E704
     def table(self, experiment, ext): return f"{self.table_stem(experiment)}.{ext}"                  # noqa: E704
     def table_stem(self, experiment): return f"{self.reports_root}/tables/{experiment}"             # noqa: E704
     def figure(self, experiment, ext): return f"{self.reports_root}/figures/{experiment}.{ext}"     # noqa: E704
@@ -123,7 +126,7 @@ def metrics_identity(m: dict) -> dict:
 def job_config(cfg: dict, stage: str, **ids) -> dict:
     """The part of the configuration one job's result depends on. Stages: prepare_data,
     encode_latents, reference_stats, classifier, train (run), sample and evaluate (experiment, row),
-    report (experiment); in the text-to-image track also text_features (split: train, the training
+    report (experiment), tune (experiment, row: a tuned row's base); in the text-to-image track also text_features (split: train, the training
     captions; eval, the evaluation prompts), scorers and throughput."""
     data = data_identity(cfg["data"])
     if stage == "text_features":  # split: train, eval (data.eval) or eval-<name> (data.prompt_sets.<name>)
@@ -149,12 +152,20 @@ def job_config(cfg: dict, stage: str, **ids) -> dict:
     if stage == "train":
         return {"model": cfg["model"], "run": cfg["runs"][ids["run"]], **masked_loss(cfg["runs"][ids["run"]])}
     exp = cfg["experiments"][ids["experiment"]]
+    if stage == "tune":  # ids: the experiment and the tuned row (a replicated row: its base)
+        cells = tuning_candidates(cfg, ids["experiment"], ids["row"])
+        scored = tuning_name(ids["experiment"])
+        return {"tuning": exp["tuning"], "candidates": {c: {
+            "sample": job_digest(cfg, "sample", experiment=scored, row=c),
+            "evaluate": job_digest(cfg, "evaluate", experiment=scored, row=c)} for c in cells}}
     if stage == "sample":
         row = exp["rows"][ids["row"]]
         out = {"model": cfg["model"], "runs": _runs_of(cfg, [row]), "row": row, "sampling": exp["sampling"],
                "codec": cfg["data"]["codec"], "counted_ops": sorted(COUNTED_OPS)}  # GFLOPs per step, too
         if exp.get("prompts") is not None:  # a text-to-image experiment's own prompt set
             out["prompts"] = exp["prompts"]
+        if row.get("tune"):  # its arguments: the choice of its tuning job
+            out["tuning"] = job_config(cfg, "tune", experiment=ids["experiment"], row=tuned_base(ids["row"], row))
         return out
     if stage == "evaluate":
         ref = distance_reference(cfg, ids["experiment"], ids["row"])

@@ -18,6 +18,7 @@ from .errors import ConfigError
 from .guidance import resolve_recipe
 from .io import read_json
 from .layout import Layout, job_digest
+from .tuning import choice, describe as describe_tuning, tuned_spec
 
 METRIC_KEYS = ("fid", "sfid", "is", "prec", "rec", "acc", "distance_value")
 # a text-to-image row's scores -> column prefix (GenEval's port on the scenes and GenEval's own
@@ -53,9 +54,7 @@ def metric_label(cfg: dict, experiment: str, key: str | None = None) -> tuple[st
     for its feature network (classifier FD is never called FID)."""
     exp = C.experiment(cfg, experiment)
     key = key or exp["plot"].get("metric", "fid")
-    feat = "classifier FD" if exp["metrics"]["extractor"] == "classifier" else "FID"
-    return key, {"fid": f"{feat}@{exp['metrics']['n']}", "acc": "class accuracy", "sfid": "sFID",
-                 "prec": "precision", "rec": "recall"}.get(key, key)
+    return key, C.score_label(exp["metrics"]["extractor"], key, exp["metrics"]["n"] if key == "fid" else None)
 
 
 def load(cfg: dict, experiment: str) -> pd.DataFrame:
@@ -70,7 +69,7 @@ def load(cfg: dict, experiment: str) -> pd.DataFrame:
     records, baseline_gflops = [], None
     for rid, own in exp["rows"].items():
         e2, r2 = C.resolve_source(cfg["experiments"], experiment, rid)
-        spec = cfg["experiments"][e2]["rows"][r2]
+        spec = tuned_spec(cfg, e2, r2)  # a tuned row: the arguments its tuning chose
         m = _fresh(cfg, "evaluate", e2, r2, read_json(layout.metrics(e2, r2)), layout.metrics(e2, r2))
         info = _fresh(cfg, "sample", e2, r2, read_json(layout.sample_info(e2, r2)), layout.sample_info(e2, r2))
         recipe = resolve_recipe(spec["recipe"], num_steps=cfg["experiments"][e2]["sampling"]["steps"])
@@ -84,7 +83,7 @@ def load(cfg: dict, experiment: str) -> pd.DataFrame:
                "iteration": C.iteration(cfg, spec["run"], spec.get("step")), "batch_size": train["batch_size"],
                "seed": spec["seed"], "source": f"{e2}/{r2}", "fid_n": m.get("fid_n"), "ref_n": m.get("ref_n"),
                "extractor": m.get("extractor"), "gflops": info["gflops"], "delta_gflops": None,
-               "seconds_per_sample": info.get("seconds_per_sample"),
+               "seconds_per_sample": info.get("seconds_per_sample"), "tuned": describe_tuning(choice(cfg, e2, r2)),
                **{k: m.get("is_mean" if k == "is" else k) for k in METRIC_KEYS},
                "distance": m.get("distance"), "distance_std": m.get("distance_std"), "distance_n": m.get("distance_n"),
                **{k: v for k, v in tags.items() if k not in ("base", "seed")},

@@ -23,8 +23,8 @@ from .io import write_text
 
 # The raw columns of a table's CSV (Tables 1 and 2; Table 3 has its own).
 CSV_COLUMNS = ("row", "method", "setting", "recipe", "run", "sparsity", "iteration", "steps", "batch_size", "seeds",
-               "fid", "fid_std", "fid_n", "ref_n", "gflops", "delta_gflops", "sfid", "sfid_std", "prec", "prec_std",
-               "rec", "rec_std", "is", "acc", "seconds_per_sample", "extractor", "paper_epochs", "paper_fid",
+               "tuned", "fid", "fid_std", "fid_n", "ref_n", "gflops", "delta_gflops", "sfid", "sfid_std", "prec",
+               "prec_std", "rec", "rec_std", "is", "acc", "seconds_per_sample", "extractor", "paper_epochs", "paper_fid",
                "paper_sfid", "paper_is", "paper_prec", "paper_rec", "paper_gflops", "paper_delta_gflops")
 TABLE3_CSV = ("method", "kind", "epochs", "iteration", "fid", "fid_std", "sfid", "is", "prec", "rec", "fid_n", "scale",
               "source")
@@ -228,11 +228,22 @@ def scale_note(cfg: dict, experiment: str, df: pd.DataFrame) -> str:
     ref_n = refs.pop() if len(refs) == 1 else None
     feat = "the pipeline's Fashion-MNIST classifier features (not Inception)" if m["extractor"] == "classifier" \
         else "Inception features"
-    k = max(df["seeds"]) if "seeds" in df else 1
     return (f"Ours ({cfg['name']}): {cfg['model']['name']}, {s['solver'].capitalize()} {s['steps']} steps; "
             f"metrics over the first {m['n']:,} samples" + (f" against {ref_n:,} reference images" if ref_n else "")
-            + f", in {feat} (FID at small N is biased upwards: compare rows only at equal N)."
-            + (f" Mean ± standard deviation over {k} sampling seeds." if k > 1 else ""))
+            + f", in {feat} (FID at small N is biased upwards: compare rows only at equal N). " + seeds_note(df))
+
+
+def seeds_note(df: pd.DataFrame) -> str:
+    k = max(df["seeds"]) if "seeds" in df else 1
+    return f"Mean ± standard deviation over {k} sampling seeds." if k > 1 else ""
+
+
+def tuning_note(df: pd.DataFrame) -> str:
+    """The rows whose arguments were tuned, each with its choice and how it was made (results.load's
+    ``tuned``); the scores it reports come from other seeds."""
+    tuned = [f"{r['method']}: {r['tuned']}" for r in df.to_dict("records") if isinstance(r.get("tuned"), str)]
+    return ("Tuned rows (chosen on a validation seed, reported on the others): " + "; ".join(tuned) + ".") \
+        if tuned else ""
 
 
 def text_scale_note(cfg: dict, experiment: str) -> str:
@@ -287,18 +298,18 @@ def caption(cfg: dict, experiment: str, df: pd.DataFrame) -> str:
                  f"{s['solver'].capitalize()} {s['steps']} steps; FID over the first {m['n']:,} samples"
                  + (f" against {ref_n:,} reference images" if ref_n else "")
                  + " (FID at small N is biased upwards: compare rows only at equal N). "
-                 "GFLOPs per sampling step, ΔGFLOPs relative to the unguided baseline. "
-                 "Paper: SiT-XL/2 + routing, ImageNet-256, FID@50k (Table 2)."]
+                 "GFLOPs per sampling step, ΔGFLOPs relative to the unguided baseline.", seeds_note(df),
+                 tuning_note(df), "Paper: SiT-XL/2 + routing, ImageNet-256, FID@50k (Table 2)."]
     elif experiment == "table3":
         ours = df[df["kind"] == "ours"] if "kind" in df else df
         parts = [own, "Literature and paper rows: ImageNet-256 FID@50k as printed in the paper's Table 3 "
                  "(sources in the CSV's source column; — where the paper prints none).",
                  "Our rows are at this config's scale and are not comparable with the ImageNet numbers."]
         if len(ours):
-            parts.insert(2, scale_note(cfg, experiment, ours))
+            parts[2:2] = [scale_note(cfg, experiment, ours), tuning_note(ours)]
     else:
-        parts = [own, scale_note(cfg, experiment, df), "IS needs Inception logits (blank with the offline network). "
-                 "Paper: SiT-XL/2, ImageNet-256, 160 epochs, FID@50k (Table 1)."]
+        parts = [own, scale_note(cfg, experiment, df), tuning_note(df), "IS needs Inception logits (blank with the "
+                 "offline network). Paper: SiT-XL/2, ImageNet-256, 160 epochs, FID@50k (Table 1)."]
     return " ".join(p for p in parts if p).strip()
 
 

@@ -25,7 +25,16 @@ def sample_inputs(w, cfg=None):
     inputs = {"main": weights(row["run"], row["step"], cfg)}
     if row.get("aux"):
         inputs["aux"] = weights(row["aux"]["run"], row["aux"]["step"], cfg)
+    if row.get("tune"):  # a tuned row samples with the arguments its tune job chose
+        inputs["tuning"] = f"{(cfg or CFG)['results_dir']}/tuning/{w.experiment}/{C.tuned_base(w.row, row)}.json"
     return inputs
+
+
+def tune_inputs(w):
+    """The scores (and sample descriptions) of a tuned row's candidates, rows of <experiment>.tune."""
+    scored = C.tuning_name(w.experiment)
+    return {f"{kind}_{c}": f"{R}/{kind}/{scored}/{c}.json"
+            for c in C.tuning_candidates(CFG, w.experiment, w.row) for kind in ("metrics", "samples")}
 
 
 def existing(path):

@@ -14,7 +14,7 @@ IMAGE_FIGURES = ("fig4", "figA5", "figA6", "figA7", "figA8", "figA9",  # figures
 
 rule report_table:
     wildcard_constraints:
-        experiment="|".join(CFG["experiments"]),  # the text-to-image track's: t2i_report_table
+        experiment="|".join(map(re.escape, C.reported(CFG))),  # the text-to-image track's: t2i_report_table
     input:
         unpack(report_inputs),
         notebook=lambda w: REPORT_NOTEBOOKS[w.experiment],
@@ -41,7 +41,7 @@ rule report_table:
 
 rule report_figure:
     wildcard_constraints:
-        experiment="|".join(CFG["experiments"]),  # the text-to-image track's: t2i_report_figure
+        experiment="|".join(map(re.escape, C.reported(CFG))),  # the text-to-image track's: t2i_report_figure
     input:
         unpack(report_inputs),
         notebook=lambda w: REPORT_NOTEBOOKS[w.experiment],
@@ -66,7 +66,7 @@ rule report_figure:
         NOTEBOOK
 
 
-for _exp in [*CFG["experiments"], *(T2I["experiments"] if T2I else [])]:
+for _exp in [*C.reported(CFG), *(T2I["experiments"] if T2I else [])]:
 
     rule:
         name:

@@ -1,5 +1,7 @@
 # Sampling: one job per row of an experiment (a guidance recipe on the row's run, with an auxiliary
 # checkpoint where the recipe has one) -> samples/<experiment>/<row>.npz (ADM format) and .json.
+# A row with tune: samples with the arguments its tune job chose (tuning/<experiment>/<row>.json) among
+# its candidates, the rows of <experiment>.tune, sampled and scored on the tuning's validation seed.
 
 
 rule sample:
@@ -20,6 +22,30 @@ rule sample:
     threads: C.resources(CFG, "sample")["threads"]
     resources:
         **C.rule_resources(CFG, "sample"),
+    conda:
+        f"../../{CONDA_ENV}"
+    shell:
+        NOTEBOOK
+
+
+rule tune:
+    input:
+        unpack(tune_inputs),
+        notebook="notebooks/06_tune.ipynb",
+    output:
+        choice=f"{R}/tuning/{{experiment}}/{{row}}.json",
+        figure=f"{R}/tuning/{{experiment}}/{{row}}.png",
+    log:
+        notebook=f"{R}/notebooks/tune-{{experiment}}-{{row}}.ipynb",
+        txt=f"{R}/logs/tune-{{experiment}}-{{row}}.log",
+    benchmark:
+        f"{R}/benchmarks/tune-{{experiment}}-{{row}}.tsv"
+    params:
+        ids=ids(),
+        digest=digest("tune"),
+    threads: C.resources(CFG, "report")["threads"]
+    resources:
+        **C.rule_resources(CFG, "report"),
     conda:
         f"../../{CONDA_ENV}"
     shell:
