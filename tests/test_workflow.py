@@ -108,7 +108,8 @@ def test_dry_runs_every_preset_and_profile(repo, tmp_path):
         from sparse_guidance import config as X
         cfg = X.load_config(preset)
         jobs = ["prepare_data", "encode_latents", "reference_stats", "train_routing", "train_masking",
-                "train_dense", "sample", "evaluate", "report_table", "report_figure", "all", "table2"]
+                "train_dense", "sample", "evaluate", "tune", "report_table", "report_figure", "claims", "all",
+                "table2"]
         jobs += ["classifier"] if "classifier" in cfg else []  # the embedded figure grids' feature network
         jobs += [f"finetune_{r}" for r in cfg["runs"] if cfg["runs"][r].get("init")]
         if cfg.get("text_to_image"):  # the text-to-image track's jobs and targets
@@ -130,7 +131,7 @@ def test_dry_runs_every_preset_and_profile(repo, tmp_path):
             assert f"rule {job}:" in text or f"{job}:" in text, f"{profile}/{preset}: no {job} job\n{text[-2000:]}"
         n = sampled_rows(preset)
         assert text.count("rule sample:") == n and text.count("rule evaluate:") == n, (preset, n)
-        assert text.count("rule report_table:") + text.count("rule report_figure:") == len(cfg["experiments"])
+        assert text.count("rule report_table:") + text.count("rule report_figure:") == len(X.reported(cfg))
         if profile == "slurm":
             assert "slurm_partition=" in text
     paper = output(done[("slurm", "(profile's preset)")])
@@ -198,8 +199,9 @@ def test_a_failing_notebook_keeps_its_executed_copy(repo, tmp_path):
 def test_notebooks_are_clean_and_parameterised():
     assert [p.name for p in NOTEBOOKS] == [
         "01_prepare_data.ipynb", "02_encode_latents.ipynb", "03_reference_stats.ipynb", "04_train.ipynb",
-        "05_sample.ipynb", "06_evaluate.ipynb", "07_text_features.ipynb", "08_classifier.ipynb", "09_scorers.ipynb",
-        "10_table2.ipynb", "11_table1.ipynb", "12_table3.ipynb", "13_table4.ipynb", "14_table5.ipynb", "20_fig1.ipynb",
+        "05_sample.ipynb", "06_evaluate.ipynb", "06_tune.ipynb", "07_text_features.ipynb", "08_classifier.ipynb",
+        "09_scorers.ipynb", "10_table2.ipynb", "11_table1.ipynb", "12_table3.ipynb", "13_table4.ipynb", "14_table5.ipynb",
+        "15_claims.ipynb", "20_fig1.ipynb",
         "21_fig2.ipynb", "22_fig4.ipynb", "23_fig5.ipynb", "24_fig6.ipynb", "25_fig7.ipynb", "26_fig8.ipynb",
         "27_fig1_t2i.ipynb", "28_fig9.ipynb", "29_figA1.ipynb", "30_sample_grids.ipynb", "31_t2i_sample_grids.ipynb"]
     rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))

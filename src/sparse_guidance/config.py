@@ -50,6 +50,7 @@ FASHION_MNIST_SIZE = 32  # 28 x 28 padded by 2 on each side (data/fashion_mnist.
 TABLES = ("table1", "table2", "table3")
 FIGURES = ("fig1", "fig2", "fig4", "fig5", "fig6", "fig7", "fig8", "figA5", "figA6", "figA7", "figA8", "figA9")
 EXPERIMENTS = TABLES + FIGURES
+CLAIM_EXPERIMENTS = ("table1", "table2", "fig4", "fig5", "fig6", "fig7", "fig8")  # what claims.py tests
 TEXT_DATASETS = ("scenes", "webdataset")  # the text-to-image track's: labels index captions
 TEXT_TABLES = ("table4", "table5")
 TEXT_FIGURES = ("fig1_t2i", "fig9", "figA2", "figA3", "figA4")  # Fig. A1 (throughput) is its own job
@@ -696,10 +697,11 @@ def _check_experiment(cfg: dict, name: str, e: dict) -> dict:
                               "starting with a letter or digit; it becomes part of file names).")
         if row.get("same_as") is None:
             _check_row(row, origin[rid], e, cfg, sampling)
-    roles = [r.get("tags", {}).get("role") for r in rows.values()]
-    if "compare" in roles and roles.count("conditional") != 1:
-        raise ConfigError(f"{where}: rows tagged role: compare are measured against the one row tagged role: "
-                          f"conditional (the unguided prediction, same noise); found {roles.count('conditional')}.")
+    for sd in {r.get("tags", {}).get("seed") for r in rows.values()}:  # per sampling seed (experiment seeds:)
+        roles = [r.get("tags", {}).get("role") for r in rows.values() if r.get("tags", {}).get("seed") == sd]
+        if "compare" in roles and roles.count("conditional") != 1:
+            raise ConfigError(f"{where}: rows tagged role: compare are measured against the one row tagged role: "
+                              f"conditional (the unguided prediction, same noise); found {roles.count('conditional')}.")
     sets = ("eval", *cfg["data"].get("prompt_sets", {})) if cfg.get("track") == "text_to_image" else ()
     if e.get("prompts") is not None and e["prompts"] not in sets:
         raise ConfigError(f"{where}.prompts={e['prompts']!r}: " + (
@@ -907,11 +909,13 @@ def source_row(cfg: dict, experiment: str, row: str) -> dict:
 
 def distance_reference(cfg: dict, experiment: str, row: str) -> str | None:
     """The row a row's samples are compared with, sample by sample (Fig. 7: rows tagged role: compare
-    against the experiment's role: conditional row); None for other rows."""
+    against the experiment's role: conditional row of the same seed); None for other rows."""
     rows = cfg["experiments"][experiment]["rows"]
-    if rows[row].get("tags", {}).get("role") != "compare":
+    tags = rows[row].get("tags", {})
+    if tags.get("role") != "compare":
         return None
-    return next(r for r, spec in rows.items() if spec.get("tags", {}).get("role") == "conditional")
+    return next(r for r, spec in rows.items() if spec.get("tags", {}).get("role") == "conditional"
+                and spec["tags"].get("seed") == tags.get("seed"))  # the same noise: the same seed
 
 
 def iteration(cfg: dict, run: str, step: int | None) -> int:

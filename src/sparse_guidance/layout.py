@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 
-from .config import distance_reference, source_row, tuned_base, tuning_candidates, tuning_name
+from .config import CLAIM_EXPERIMENTS, distance_reference, source_row, tuned_base, tuning_candidates, tuning_name
 from .flops import COUNTED_OPS
 from .io import digest
 from .train import RESUMABLE_KEYS, TrainConfig
@@ -25,6 +25,7 @@ class Layout:
         self.root = cfg["results_dir"]
         self.reports_root = cfg.get("reports_dir") or self.root  # a track's tables and figures go with the others
         p = self.path
+        self.data_dir = p("data")                                      # prepare_data: dataset.json, captions, index
         self.dataset = p("data", "dataset.json")                      # prepare_data
         self.latents_dir = p("latents", "train")                       # encode_latents: shards ...
         self.latents = p("latents", "train", "manifest.json")          # ... and their manifest
@@ -126,7 +127,7 @@ def metrics_identity(m: dict) -> dict:
 def job_config(cfg: dict, stage: str, **ids) -> dict:
     """The part of the configuration one job's result depends on. Stages: prepare_data,
     encode_latents, reference_stats, classifier, train (run), sample and evaluate (experiment, row),
-    report (experiment), tune (experiment, row: a tuned row's base); in the text-to-image track also text_features (split: train, the training
+    report (experiment), tune (experiment, row: a tuned row's base), claims; in the text-to-image track also text_features (split: train, the training
     captions; eval, the evaluation prompts), scorers and throughput."""
     data = data_identity(cfg["data"])
     if stage == "text_features":  # split: train, eval (data.eval) or eval-<name> (data.prompt_sets.<name>)
@@ -151,6 +152,9 @@ def job_config(cfg: dict, stage: str, **ids) -> dict:
         return {"data": data, "classifier": cfg.get("classifier")}
     if stage == "train":
         return {"model": cfg["model"], "run": cfg["runs"][ids["run"]], **masked_loss(cfg["runs"][ids["run"]])}
+    if stage == "claims":  # what the tables and figures the claims rest on depend on
+        return {"reports": {e: job_config(cfg, "report", experiment=e) for e in CLAIM_EXPERIMENTS
+                            if e in cfg["experiments"]}}
     exp = cfg["experiments"][ids["experiment"]]
     if stage == "tune":  # ids: the experiment and the tuned row (a replicated row: its base)
         cells = tuning_candidates(cfg, ids["experiment"], ids["row"])

@@ -87,6 +87,16 @@ def report_inputs(w, cfg=None):
     return inputs
 
 
+def claims_inputs(w):
+    """The results of every experiment the claims rest on (their tables' and figures' inputs)."""
+    inputs = {}
+    for e in C.CLAIM_EXPERIMENTS:
+        if e in CFG["experiments"]:
+            inputs.update({f"{e}_{k}": v for k, v in report_inputs(SimpleNamespace(experiment=e)).items()
+                           if not k.startswith("images_")})
+    return inputs
+
+
 def report_outputs(experiment):
     if experiment in C.TABLES or experiment in C.TEXT_TABLES:
         return [f"{R}/tables/{experiment}.{ext}" for ext in ("csv", "md", "tex")]

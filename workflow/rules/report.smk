@@ -1,6 +1,7 @@
 # Reports: each table or figure is its notebook, run on the results of its own rows (no GPU). Tables
 # -> results/<preset>/tables/<name>.csv, .md, .tex; figures -> figures/<name>.png, .pdf and the
 # data behind them as .csv. `snakemake table1`, `snakemake fig6`: the target named after each.
+# `snakemake claims`: tables/claims.csv, .md, .tex, each claim of the paper tested on those results.
 
 REPORT_NOTEBOOKS = {"table1": "notebooks/11_table1.ipynb", "table2": "notebooks/10_table2.ipynb",
                     "table3": "notebooks/12_table3.ipynb", "fig1": "notebooks/20_fig1.ipynb",
@@ -57,6 +58,31 @@ rule report_figure:
     params:
         ids=ids(),
         digest=digest("report"),
+    threads: C.resources(CFG, "report")["threads"]
+    resources:
+        **C.rule_resources(CFG, "report"),
+    conda:
+        f"../../{CONDA_ENV}"
+    shell:
+        NOTEBOOK
+
+
+rule claims:  # `snakemake claims`: the paper's claims tested on the tables and figures they rest on
+    input:
+        unpack(claims_inputs),
+        notebook="notebooks/15_claims.ipynb",
+    output:
+        csv=f"{R}/tables/claims.csv",
+        md=f"{R}/tables/claims.md",
+        tex=f"{R}/tables/claims.tex",
+    log:
+        notebook=f"{R}/notebooks/report-claims.ipynb",
+        txt=f"{R}/logs/report-claims.log",
+    benchmark:
+        f"{R}/benchmarks/report-claims.tsv"
+    params:
+        ids=ids(),
+        digest=digest("claims"),
     threads: C.resources(CFG, "report")["threads"]
     resources:
         **C.rule_resources(CFG, "report"),
