@@ -69,7 +69,7 @@ def training_images(cfg: dict, output: str = "float"):
     if d["dataset"] == "scenes":  # the text-to-image track: labels index the captions (ds.classes)
         return Scenes("train", n=d["train"]["n"], seed=d["train"]["seed"], tags=d["train"]["tags"], output=output)
     if d["dataset"] == "webdataset":  # the track at the paper's scale: label i is sample i's caption
-        return CaptionShards(Path(Layout(cfg).dataset).parent, image_size=d["image_size"], output=output)
+        return CaptionShards(Layout(cfg).data_dir, image_size=d["image_size"], output=output)
     if d["dataset"] == "fashion_mnist":
         ds = FashionMNIST(d["train_split"], root=d["root"], download=d["download"], output=output)
     else:
@@ -111,7 +111,7 @@ def _index_shards(cfg: dict) -> dict:
     data/dataset.json; the aesthetic filter applied as the config gives it (data.filter)."""
     d, layout = cfg["data"], Layout(cfg)
     f = d["filter"]
-    shards = build_index(d["shards"], Path(layout.dataset).parent, keep_keys=f["keys"], field=f["field"],
+    shards = build_index(d["shards"], layout.data_dir, keep_keys=f["keys"], field=f["field"],
                          minimum=f["min"])
     info = {"dataset": "webdataset", "count": shards["count"], "source_count": shards["count"] + sum(
         shards["dropped"].values()), "dropped": shards["dropped"], "num_classes": shards["count"],
@@ -124,7 +124,7 @@ def _index_shards(cfg: dict) -> dict:
 def training_captions(cfg: dict) -> list[str]:
     """The training captions of the text-to-image track, in the order of the latents' labels."""
     if cfg["data"]["dataset"] == "webdataset":
-        return read_captions(Path(Layout(cfg).dataset).parent)
+        return read_captions(Layout(cfg).data_dir)
     return read_json(Layout(cfg).dataset)["classes"]
 
 

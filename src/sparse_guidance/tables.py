@@ -145,6 +145,11 @@ def table3_frame(cfg: dict, df: pd.DataFrame, literature: str) -> pd.DataFrame:
 # Tables 4-5: the text-to-image track
 # ---------------------------------------------------------------------------------------------
 
+def uses_geneval_official(cfg: dict, experiment: str) -> bool:
+    """Whether an experiment scores with GenEval's own scripts (geneval_official), not the scenes' port."""
+    return "geneval_official" in C.experiment(cfg, experiment)["metrics"]["metrics"]
+
+
 def table5_frame(cfg: dict, df: pd.DataFrame, literature: str) -> pd.DataFrame:
     """GenEval (Table 5): the literature rows and the paper's own (as printed, GenEval at 512² or more),
     then ours at this scale (GenEval's rules on the scenes' detector; 'keywords' is the scenes' extra tag)."""
@@ -155,7 +160,7 @@ def table5_frame(cfg: dict, df: pd.DataFrame, literature: str) -> pd.DataFrame:
     rows += [{"method": r["paper_label"] or f"{r['method']} (paper)", "kind": "paper",
               **{k: r.get(f"paper_{k}") for k in keys}, "source": "Krause et al., Table 5",
               "scale": "GenEval (553 prompts × 4)"} for r in df.to_dict("records") if r.get("paper_overall") is not None]
-    official = "geneval_official" in C.experiment(cfg, "table5")["metrics"]["metrics"]
+    official = uses_geneval_official(cfg, "table5")
     where = "GenEval's own scripts" if official else "scenes 32²"
     rows += [{"method": f"{r['method']} (ours)", "kind": "ours", **{k: r.get(f"geneval_{k}") for k in keys},
               "keywords": r.get("geneval_keywords"), "gflops": r.get("gflops"),
@@ -181,7 +186,7 @@ def table4_score(df: pd.DataFrame) -> tuple[str, str]:
 
 def geneval_name(cfg: dict, experiment: str = "table5") -> str:
     """How our GenEval numbers were made: GenEval's own scripts, or its rules on the scenes' detector."""
-    official = "geneval_official" in C.experiment(cfg, experiment)["metrics"]["metrics"]
+    official = uses_geneval_official(cfg, experiment)
     return "GenEval (its own scripts)" if official else "GenEval's rules (scene detector)"
 
 
@@ -267,7 +272,7 @@ def caption(cfg: dict, experiment: str, df: pd.DataFrame) -> str:
     exp = C.experiment(cfg, experiment)
     own = exp.get("caption") or ""
     if experiment == "table5":
-        official = "geneval_official" in exp["metrics"]["metrics"]
+        official = uses_geneval_official(cfg, experiment)
         return " ".join(p for p in [own, "GenEval overall = the mean of its six tags. Literature and paper rows as "
                                     "printed in the paper's Table 5.", text_scale_note(cfg, experiment),
                                     "Our rows: GenEval's own scripts (Mask2Former and CLIP)." if official else
