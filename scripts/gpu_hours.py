@@ -299,8 +299,9 @@ def estimate(cfg: dict, counts: Counts | None = None, preset=None, overrides=Non
                        "decode": sum(j["decode_flops"] for j in jobs),
                        "metrics": sum(j["flops"] for j in evals)}
         sampling[e]["total"] = sampling[e]["denoise"] + sampling[e]["decode"] + sampling[e]["metrics"]
-    jobs = target_jobs(cfg, [*exps, "all"], preset, overrides)
-    targets = {t: target_cost(cfg, jobs[t], counts, memo) for t in [*exps, "all"]}
+    reported = [e for e in exps if e in X.reported(cfg)]  # <experiment>.tune has no target of its own
+    jobs = target_jobs(cfg, [*reported, "all"], preset, overrides)
+    targets = {t: target_cost(cfg, jobs[t], counts, memo) for t in [*reported, "all"]}
     codec = counts.codec()
     return {"runs": runs, "sampling": sampling, "targets": targets, "codec": codec,
             "features": {k: v for k, v in counts.feature_nets.items()}}

@@ -35,7 +35,7 @@ def test_costs_are_positive(cfg, est):
     for e, s in est["sampling"].items():
         assert (s["total"] > 0) == (s["rows"] > 0), e
         assert s["denoise"] >= 0 and s["metrics"] >= 0
-    assert set(est["targets"]) == set(cfg["experiments"]) | {"all"}
+    assert set(est["targets"]) == set(X.reported(cfg)) | {"all"}
     for name, t in est["targets"].items():
         assert t["train"] > 0 and t["sample"] > 0 and t["total"] > 0, name
         assert t["total"] == pytest.approx(t["train"] + t["sample"] + t["data"])
@@ -103,7 +103,7 @@ def test_heun_doubles_the_denoiser(cfg, counts):
 
 def test_tables_render(cfg, est):
     md = G.render_md(cfg, est, 400)
-    for e in [*cfg["experiments"], "all"]:
+    for e in [*X.reported(cfg), "all"]:
         assert f"\n| {e} |" in md
     assert "## Assumptions" in md and "400 TFLOP/s" in md
     csv_text = G.render_csv(cfg, est, 400)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from sparse_guidance import config as X
 from test_workflow import TABLE2_ROWS, copy_repo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,7 +216,8 @@ def test_sacct_lists_the_jobs_and_their_gpus(runs):
         rule = re.sub(r"^rule_|_wildcards_.*$", "", comment)
         wants_gpu = rule in GPU_RULES
         assert ("gres/gpu=1" in tres) == wants_gpu, (comment, tres)
-    assert sum(c.startswith("rule_sample") for *_, c in acct.values()) == len(TABLE2_ROWS)
+    tuned = X.load_config("smoke")["experiments"]["table2.tune"]["rows"]  # the tuned rows' candidates
+    assert sum(c.startswith("rule_sample") for *_, c in acct.values()) == len(TABLE2_ROWS) + len(tuned)
 
 
 def test_the_gpu_job_got_a_gpu(runs):

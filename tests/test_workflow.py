@@ -367,14 +367,18 @@ def test_rule_paths_are_the_layouts(repo):
     def experiment_outputs(layout, config, tables):  # each table's or figure's files, each sampled row's
         out = set()
         for e, exp in config["experiments"].items():
-            out |= {layout.table(e, x) if e in tables else layout.figure(e, x)
-                    for x in (("csv", "md", "tex") if e in tables else ("png", "pdf", "csv"))}
+            if not exp.get("tuning_of"):  # <experiment>.tune: candidates, no table or figure of its own
+                out |= {layout.table(e, x) if e in tables else layout.figure(e, x)
+                        for x in (("csv", "md", "tex") if e in tables else ("png", "pdf", "csv"))}
             for r, row in exp["rows"].items():
                 if not row.get("same_as"):
                     out |= {layout.samples(e, r), layout.sample_info(e, r), layout.metrics(e, r)}
+                if row.get("tune"):  # the tune job's choice and its plot
+                    out |= {layout.tuning(e, X.tuned_base(r, row)), layout.tuning_figure(e, X.tuned_base(r, row))}
         return out
 
     want |= experiment_outputs(L, cfg, X.TABLES)
+    want |= {L.table("claims", x) for x in ("csv", "md", "tex")}
     t2i = X.track_config(cfg)  # the text-to-image track: its own layout under R/t2i, tables in R/tables
     T = Layout(t2i)
     want |= {T.dataset, T.prompts, T.latents, T.text_features("train"), T.text_features("eval"), T.shape_classifier,
@@ -387,14 +391,16 @@ def test_rule_paths_are_the_layouts(repo):
 
 def test_editing_one_figure_entry_reruns_only_that_figure(repo, smoke_run, tmp_path):
     """An added ω in Fig. 6's grid: only Fig. 6's new rows are sampled and evaluated and its report
-    redone; nothing else of `all` (Snakemake's params trigger on each job's config digest)."""
+    redone, and the claims that rest on it; nothing else of `all` (Snakemake's params trigger on each
+    job's config digest)."""
     assert smoke_run[0].returncode == 0
     (tmp_path / "edit.yaml").write_text("experiments: {fig6: {grids: [{name: ag_sg, label: AG + SG, recipe: ag+sg, "
                                         "aux: {run: routing, step: 10}, axes: {omega: [2.0, 3.0], "
                                         "gammas: [0.0, 0.5, 0.9]}}]}}\n")
     p = snakemake(repo, "-n", "all", "--config", "preset=smoke", "--configfile", str(tmp_path / "edit.yaml"))
     assert p.returncode == 0, output(p)[-3000:]
-    jobs = re.findall(r"^(?:local)?rule (\S+):\n(?:.*\n)*?    wildcards: (.*)$", p.stdout, re.M)
+    jobs = re.findall(r"^(?:local)?rule (\S+):\n(?:    .*\n)*?    wildcards: (.*)$", p.stdout, re.M)
+    assert "rule claims:" in p.stdout  # the claims rest on Fig. 6 too
     assert sorted(jobs) == sorted([("evaluate", f"experiment=fig6, row=ag_sg-w3-{g}") for g in
                                    ("gs0-gw0.5", "gs0-gw0.9", "gs0.5-gw0.9")] +
                                   [("sample", f"experiment=fig6, row=ag_sg-w3-{g}") for g in
