@@ -135,6 +135,13 @@ def runs(cluster, tmp_path_factory):
         end = time.monotonic() + 300
         while a.poll() is None and squeue() and time.monotonic() < end:
             time.sleep(1)
+        # The plugin deletes a finished job's log at its next status check of that job: give it that
+        # check before stopping Snakemake, or the job that ended last keeps its log (a race).
+        slurm_logs = repo / ".snakemake" / "slurm_logs"
+        end = time.monotonic() + 90
+        while a.poll() is None and time.monotonic() < end and any(
+                "rule_train_routing" not in str(p) for p in slurm_logs.rglob("*.log")):
+            time.sleep(1)
         try:
             a.wait(timeout=SELF_STOP_S)
         except subprocess.TimeoutExpired:
