@@ -120,25 +120,25 @@ def test_the_choice_is_the_best_score_on_the_validation_seed(tmp_path):
     record = TU.select(cfg, "table2", "cfg")
     assert record["chosen"] == {"omega": 1.5} and record["score"] == 20.0 and record["seed"] == 100
     assert read_json(Layout(cfg).tuning("table2", "cfg"))["chosen_row"] == "cfg-w1.5"
-    assert TU.tuned_spec(cfg, "table2", "cfg")["recipe"] == {"preset": "cfg", "omega": 1.5}
+    assert TU.tuned(cfg, "table2", "cfg")[0]["recipe"] == {"preset": "cfg", "omega": 1.5}
     assert TU.describe(TU.choice(cfg, "table2", "cfg")) == (
         "ω = 1.5, tuned on seed 100 by classifier FD@16 (16 samples) over ω ∈ {1.25, 1.5, 2.5}")
     assert TU.choice(cfg, "table2", "unguided") is None
     acc = load(tmp_path, tuning={**TUNING, "by": "acc"}, rows={"cfg": {"tune": {"omega": [1.25, 1.5, 2.5]}}})
     scored(acc, {"cfg-w1.25": 0.5, "cfg-w1.5": 0.9, "cfg-w2.5": 0.7}, key="acc")
     assert TU.select(acc, "table2", "cfg")["chosen"] == {"omega": 1.5}  # accuracy: the highest
-    with pytest.raises(ConfigError, match="chosen under other settings"):
+    with pytest.raises(ConfigError, match="made under other settings"):
         TU.choice(cfg, "table2", "cfg")  # the file is acc's choice now
 
 
 def test_a_choice_is_never_made_from_stale_or_missing_scores(tmp_path):
     cfg = load(tmp_path, tuning=TUNING, rows={"cfg": {"tune": {"omega": [1.5, 2.5]}}})
     with pytest.raises(ConfigError, match="is tuned, and its choice .* is not made yet: snakemake"):
-        TU.tuned_spec(cfg, "table2", "cfg")
+        TU.tuned(cfg, "table2", "cfg")
     scored(cfg, {"cfg-w1.5": 1.0, "cfg-w2.5": 2.0})
     path = Layout(cfg).metrics("table2.tune", "cfg-w2.5")
     write_json(path, {**read_json(path), "config_digest": "stale"})
-    with pytest.raises(ConfigError, match="scored under other settings"):
+    with pytest.raises(ConfigError, match="made under other settings"):
         TU.select(cfg, "table2", "cfg")
     scored(cfg, {"cfg-w1.5": 1.0, "cfg-w2.5": None})
     with pytest.raises(ConfigError, match="has no fid score"):

@@ -373,8 +373,9 @@ def test_rule_paths_are_the_layouts(repo):
             for r, row in exp["rows"].items():
                 if not row.get("same_as"):
                     out |= {layout.samples(e, r), layout.sample_info(e, r), layout.metrics(e, r)}
-                if row.get("tune"):  # the tune job's choice and its plot
-                    out |= {layout.tuning(e, X.tuned_base(r, row)), layout.tuning_figure(e, X.tuned_base(r, row))}
+                if row.get("tune"):  # the tune job's choice and its plot (png, pdf, the plotted scores)
+                    base = X.tuned_base(r, row)
+                    out |= {layout.tuning(e, base), *(layout.tuning_figure(e, base, x) for x in ("png", "pdf", "csv"))}
         return out
 
     want |= experiment_outputs(L, cfg, X.TABLES)

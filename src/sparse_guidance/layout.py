@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 
 from .config import CLAIM_EXPERIMENTS, distance_reference, source_row, tuned_base, tuning_candidates, tuning_name
+from .errors import ConfigError
 from .flops import COUNTED_OPS
-from .io import digest
+from .io import digest, read_json
 from .train import RESUMABLE_KEYS, TrainConfig
 
 
@@ -71,7 +72,7 @@ class Layout:
     def metrics(self, experiment, row): return self.path("metrics", experiment, f"{row}.json")      # noqa: E704
     # tuning: a tuned row's choice among its candidates (experiment <name>.tune), and their scores drawn
     def tuning(self, experiment, row): return self.path("tuning", experiment, f"{row}.json")       # noqa: E704
-    def tuning_figure(self, experiment, row): return self.path("tuning", experiment, f"{row}.png")  # noqa: E704
+    def tuning_figure(self, experiment, row, ext="png"): return self.path("tuning", experiment, f"{row}.{ext}")  # noqa: E704
     def table(self, experiment, ext): return f"{self.table_stem(experiment)}.{ext}"                  # noqa: E704
     def table_stem(self, experiment): return f"{self.reports_root}/tables/{experiment}"             # noqa: E704
     def figure(self, experiment, ext): return f"{self.reports_root}/figures/{experiment}.{ext}"     # noqa: E704
@@ -188,6 +189,19 @@ def job_config(cfg: dict, stage: str, **ids) -> dict:
 
 def job_digest(cfg: dict, stage: str, **ids) -> str:
     return digest(job_config(cfg, stage, **ids))
+
+
+def read_made(cfg: dict, stage: str, path: str, **ids) -> dict:
+    """The JSON record a job of ``stage`` wrote at ``path``, checked against the digest this config
+    gives that job: a record made under other settings is never used (the error names the command
+    that remakes it)."""
+    record = read_json(path)
+    want = job_digest(cfg, stage, **ids)
+    if record.get("config_digest") != want:
+        raise ConfigError(f"{path!r} was made under other settings than config {cfg['name']!r} gives its {stage} "
+                          f"job ({record.get('config_digest')} vs {want}); remake it first: snakemake {path} "
+                          f"--config preset={cfg['name']}.")
+    return record
 
 
 def masked_loss(run: dict) -> dict:

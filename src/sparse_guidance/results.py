@@ -16,9 +16,8 @@ import pandas as pd
 from . import config as C
 from .errors import ConfigError
 from .guidance import resolve_recipe
-from .io import read_json
-from .layout import Layout, job_digest
-from .tuning import choice, describe as describe_tuning, tuned_spec
+from .layout import Layout, read_made
+from .tuning import describe as describe_tuning, tuned
 
 METRIC_KEYS = ("fid", "sfid", "is", "prec", "rec", "acc", "distance_value")
 # a text-to-image row's scores -> column prefix (GenEval's port on the scenes and GenEval's own
@@ -38,15 +37,6 @@ def text_metric_columns(m: dict) -> dict:
             elif tag != "name":
                 out[f"{prefix}_{tag}"] = v
     return out
-
-
-def _fresh(cfg: dict, stage: str, experiment: str, row: str, record: dict, path: str) -> dict:
-    want = job_digest(cfg, stage, experiment=experiment, row=row)
-    if record.get("config_digest") != want:
-        raise ConfigError(f"{path!r} was made under other settings than config {cfg['name']!r} gives its job "
-                          f"({record.get('config_digest')} vs {want}); remake it first: snakemake {path} "
-                          f"--config preset={cfg['name']} (a notebook run on its own does this itself).")
-    return record
 
 
 def metric_label(cfg: dict, experiment: str, key: str | None = None) -> tuple[str, str]:
@@ -69,9 +59,9 @@ def load(cfg: dict, experiment: str) -> pd.DataFrame:
     records, baseline_gflops = [], None
     for rid, own in exp["rows"].items():
         e2, r2 = C.resolve_source(cfg["experiments"], experiment, rid)
-        spec = tuned_spec(cfg, e2, r2)  # a tuned row: the arguments its tuning chose
-        m = _fresh(cfg, "evaluate", e2, r2, read_json(layout.metrics(e2, r2)), layout.metrics(e2, r2))
-        info = _fresh(cfg, "sample", e2, r2, read_json(layout.sample_info(e2, r2)), layout.sample_info(e2, r2))
+        spec, choice = tuned(cfg, e2, r2)  # a tuned row: the arguments its tuning chose
+        m = read_made(cfg, "evaluate", layout.metrics(e2, r2), experiment=e2, row=r2)
+        info = read_made(cfg, "sample", layout.sample_info(e2, r2), experiment=e2, row=r2)
         recipe = resolve_recipe(spec["recipe"], num_steps=cfg["experiments"][e2]["sampling"]["steps"])
         train = cfg["runs"][spec["run"]]["train"]
         tags = {**spec.get("tags", {}), **own.get("tags", {})}
@@ -83,7 +73,7 @@ def load(cfg: dict, experiment: str) -> pd.DataFrame:
                "iteration": C.iteration(cfg, spec["run"], spec.get("step")), "batch_size": train["batch_size"],
                "seed": spec["seed"], "source": f"{e2}/{r2}", "fid_n": m.get("fid_n"), "ref_n": m.get("ref_n"),
                "extractor": m.get("extractor"), "gflops": info["gflops"], "delta_gflops": None,
-               "seconds_per_sample": info.get("seconds_per_sample"), "tuned": describe_tuning(choice(cfg, e2, r2)),
+               "seconds_per_sample": info.get("seconds_per_sample"), "tuned": describe_tuning(choice),
                **{k: m.get("is_mean" if k == "is" else k) for k in METRIC_KEYS},
                "distance": m.get("distance"), "distance_std": m.get("distance_std"), "distance_n": m.get("distance_n"),
                **{k: v for k, v in tags.items() if k not in ("base", "seed")},

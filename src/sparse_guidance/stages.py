@@ -34,7 +34,7 @@ from .io import atomic_open, copy_file, digest, file_hash, publish, read_json, s
 from .layout import Layout, job_digest, resume_key, train_outputs
 from .sampling import sample
 from .train import RESUMABLE_KEYS, TrainConfig, checkpoint_path, rank_world, train
-from .tuning import choice, describe as describe_tuning, tuned_spec
+from .tuning import describe as describe_tuning, tuned
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,7 +357,7 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
     Each batch is kept in samples/<experiment>/.<row>.parts/ as it finishes, so a job killed half-way
     through a 50k set continues where it stopped (the parts are checked against the job's settings)."""
     layout = Layout(cfg)
-    exp, spec = C.experiment(cfg, experiment), tuned_spec(cfg, experiment, row)  # a tuned row: its choice
+    exp, (spec, choice) = C.experiment(cfg, experiment), tuned(cfg, experiment, row)  # a tuned row: its choice
     if spec.get("same_as"):
         raise ConfigError(f"row {experiment}/{row} reuses the samples of {spec['same_as']}; sample that row.")
     s, seed = exp["sampling"], spec["seed"]
@@ -412,7 +412,7 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
             "num_samples": n, "steps": s["steps"], "solver": s["solver"], "seed": seed, "labels": s["labels"],
             "image_shape": list(arr.shape[1:]), "sampling_seconds": round(total, 2),
             "seconds_per_sample": round(total / n, 5), "gflops": round(gflops, 6), "batches_resumed": resumed, "device": str(device),
-            "threads": torch.get_num_threads(), "tuned": describe_tuning(choice(cfg, experiment, row)),
+            "threads": torch.get_num_threads(), "tuned": describe_tuning(choice),
             "config_digest": key}
     if is_text(cfg):
         info["prompts"] = prompt_set

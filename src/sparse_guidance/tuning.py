@@ -11,7 +11,7 @@ candidates scored on a validation sampling seed, and reports on the experiment's
 The config makes the experiment ``table2.tune`` (one row per candidate, sampled at seed 100 and
 scored like any row: config.tuning_experiment); the job ``tune`` (this module's ``select``) writes
 ``tuning/table2/cfg.json`` with every candidate's score and the choice; the rows of ``cfg`` (one per
-reported seed) sample with the chosen arguments (``tuned_spec``). Selection and report never share
+reported seed) sample with the chosen arguments (``tuned``). Selection and report never share
 samples (the config refuses a validation seed the experiment reports), and the choice is made by
 the score and seed fixed in the config before any run: never by the score a table reports.
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from . import config as C
 from .errors import ConfigError
-from .io import read_json, write_json
-from .layout import Layout, job_digest
+from .io import write_json
+from .layout import Layout, job_digest, read_made
 
 ARG_NAMES = {"omega": "ω", "gamma_strong": "γ_strong", "gamma_weak": "γ_weak", "gamma": "γ"}
 
@@ -40,11 +40,7 @@ def select(cfg: dict, experiment: str, row: str) -> dict:
     t, scored = exp["tuning"], C.tuning_name(experiment)
     candidates = []
     for cid, args in C.tuning_candidates(cfg, experiment, row).items():
-        m = read_json(layout.metrics(scored, cid))
-        want = job_digest(cfg, "evaluate", experiment=scored, row=cid)
-        if m.get("config_digest") != want:
-            raise ConfigError(f"{layout.metrics(scored, cid)!r} was scored under other settings; remake it: "
-                              f"snakemake {layout.metrics(scored, cid)} --config preset={cfg['name']}.")
+        m = read_made(cfg, "evaluate", layout.metrics(scored, cid), experiment=scored, row=cid)
         score = m.get(t["by"])
         if score is None or score != score:
             raise ConfigError(f"candidate {scored}/{cid} has no {t['by']} score; add {t['by']} to "
@@ -78,23 +74,20 @@ def choice(cfg: dict, experiment: str, row: str) -> dict | None:
     if not Path(path).is_file():
         raise ConfigError(f"row {experiment}/{row} is tuned, and its choice {path!r} is not made yet: "
                           f"snakemake {path} --config preset={cfg['name']}.")
-    record = read_json(path)
-    if record.get("config_digest") != job_digest(cfg, "tune", experiment=experiment, row=base):
-        raise ConfigError(f"{path!r} was chosen under other settings than config {cfg['name']!r} gives; remake "
-                          f"it: snakemake {path} --config preset={cfg['name']}.")
-    return record
+    return read_made(cfg, "tune", path, experiment=experiment, row=base)
 
 
-def tuned_spec(cfg: dict, experiment: str, row: str) -> dict:
-    """A row's spec as it samples: a tuned row's recipe with the chosen arguments (others as they are)."""
+def tuned(cfg: dict, experiment: str, row: str) -> tuple[dict, dict | None]:
+    """(spec, choice) of a row as it samples: a tuned row's recipe with the arguments its tune job
+    chose, and that job's record; an untuned row's spec as it is, and None."""
     spec = C.row_spec(cfg, experiment, row)
     record = choice(cfg, experiment, row)
     if record is None:
-        return spec
+        return spec, None
     spec = copy.deepcopy(spec)
     recipe = spec["recipe"]
     spec["recipe"] = {**({"preset": recipe} if isinstance(recipe, str) else recipe), **record["chosen"]}
-    return spec
+    return spec, record
 
 
 def _fmt(v) -> str:

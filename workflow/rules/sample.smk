@@ -34,7 +34,9 @@ rule tune:
         notebook="notebooks/06_tune.ipynb",
     output:
         choice=f"{R}/tuning/{{experiment}}/{{row}}.json",
-        figure=f"{R}/tuning/{{experiment}}/{{row}}.png",
+        png=f"{R}/tuning/{{experiment}}/{{row}}.png",
+        pdf=f"{R}/tuning/{{experiment}}/{{row}}.pdf",
+        scores=f"{R}/tuning/{{experiment}}/{{row}}.csv",   # the plotted scores, one line per candidate
     log:
         notebook=f"{R}/notebooks/tune-{{experiment}}-{{row}}.ipynb",
         txt=f"{R}/logs/tune-{{experiment}}-{{row}}.log",
