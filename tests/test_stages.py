@@ -13,7 +13,7 @@ import pandas as pd
 
 from sparse_guidance import config as X
 from sparse_guidance import results as R
-from sparse_guidance import evaluation as E, stages as P
+from sparse_guidance import evaluation as E, sample_set, stages as P
 from sparse_guidance import tables as T
 from sparse_guidance.checkpoint import read_checkpoint
 from sparse_guidance.errors import ConfigError
@@ -40,7 +40,7 @@ def prepare(cfg, *runs):
 
 def test_to_uint8_is_adm_layout():
     x = torch.tensor([-1.0, 0.0, 1.0, 2.0]).view(1, 1, 2, 2)
-    out = P.to_uint8(x)
+    out = sample_set.to_uint8(x)
     assert out.dtype == np.uint8 and out.shape == (1, 2, 2, 3)
     assert out[0, :, :, 0].tolist() == [[0, 128], [255, 255]] and (out[..., 0] == out[..., 2]).all()
 
@@ -151,10 +151,10 @@ def test_sample_sets_resume_and_carry_labels(cfg, monkeypatch):
     with np.load(layout.samples("table2", "cfg")) as z:
         full, labels = z["arr_0"], z["arr_1"]
     assert labels.tolist() == [i % 10 for i in range(16)] and full.shape[0] == 16
-    parts = P._parts_dir(layout.samples("table2", "cfg"))
+    parts = sample_set.parts_dir(layout.samples("table2", "cfg"))
     assert not parts.exists()  # cleaned up once the set is written
 
-    real, calls = P.sample, []
+    real, calls = sample_set.sample, []
 
     def dies_on_third(*a, **k):
         calls.append(1)
@@ -162,14 +162,14 @@ def test_sample_sets_resume_and_carry_labels(cfg, monkeypatch):
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(P, "sample", dies_on_third)
+    monkeypatch.setattr(sample_set, "sample", dies_on_third)
     Path(layout.samples("table2", "cfg")).unlink()
     with pytest.raises(KeyboardInterrupt):
         P.sample_row(cfg, "table2", "cfg", progress=False)
     assert sorted(p.name for p in parts.glob("*.npz")) == ["000000.npz", "000001.npz"]
     assert not Path(layout.samples("table2", "cfg")).exists()
     calls.clear()
-    monkeypatch.setattr(P, "sample", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    monkeypatch.setattr(sample_set, "sample", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     info = P.sample_row(cfg, "table2", "cfg", progress=False)
     assert info["batches_resumed"] == 2 and len(calls) == 2  # only the missing batches were drawn
     with np.load(layout.samples("table2", "cfg")) as z:
@@ -183,14 +183,14 @@ def test_sample_sets_resume_and_carry_labels(cfg, monkeypatch):
     # parts drawn from other weights are not reused: a killed job, then the checkpoint is replaced
     # (a retrain) and the job rerun under the same settings
     calls.clear()
-    monkeypatch.setattr(P, "sample", dies_on_third)
+    monkeypatch.setattr(sample_set, "sample", dies_on_third)
     Path(layout.samples("table2", "cfg")).unlink()
     with pytest.raises(KeyboardInterrupt):
         P.sample_row(cfg, "table2", "cfg", progress=False)
     ck = read_checkpoint(layout.checkpoint("routing"))
     ck["ema"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ck["ema"].items()}
     torch.save(ck, layout.checkpoint("routing"))
-    monkeypatch.setattr(P, "sample", real)
+    monkeypatch.setattr(sample_set, "sample", real)
     assert P.sample_row(cfg, "table2", "cfg", progress=False)["batches_resumed"] == 0
     with np.load(layout.samples("table2", "cfg")) as z:
         assert not np.array_equal(z["arr_0"], full)  # all of it from the new weights

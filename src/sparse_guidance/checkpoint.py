@@ -6,6 +6,9 @@ channels), so build the model with ``learn_sigma=True`` to load them:
 
     model = build_model("SiT-XL/2", learn_sigma=True)
     load_weights(model, "SiT-XL-2-256x256.pt")
+
+That loads the weights only: DiT predicts noise, MaskDiT and TREAD are EDM-parameterised. To sample
+a foreign checkpoint, use models.formats.load_pretrained, which also converts what it predicts.
 """
 from __future__ import annotations
 
@@ -117,7 +120,11 @@ def check_state_dict(model: torch.nn.Module, sd: dict):
             more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
             parts.append(f"{label}: {', '.join(items[:8])}{more}")
     hint = ""
-    if any(k.startswith("final_layer.linear") for k in (s.split(":")[0] for s in shapes)):
+    if unexpected and all(k.startswith("model.") for k in unexpected):
+        hint = (" Its keys are prefixed 'model.': an EDMPrecond checkpoint (MaskDiT, TREAD's edm.py), whose network "
+                "predicts EDM's F, not a velocity; load it with models.formats.load_pretrained (format 'maskdit' or "
+                "'tread-edm'), which converts the keys and the parameterisation.")
+    elif any(k.startswith("final_layer.linear") for k in (s.split(":")[0] for s in shapes)):
         hint = " Official DiT/SiT checkpoints have 8 output channels: build the model with learn_sigma=True."
     elif any(k.startswith("decoder") or k == "mask_token" for k in missing + unexpected):
         hint = " The checkpoint and the model differ in sparsity (masking decoder present in only one)."

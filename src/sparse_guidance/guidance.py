@@ -31,12 +31,14 @@ import copy
 import math
 from dataclasses import dataclass
 
+import torch
+
 from .errors import ConfigError
 from .models.sparsity import check_gamma
 
 CONDITIONS = ("class", "null", "random")
 SCHEDULES = ("constant", "linear", "cosine")
-RECIPE_KEYS = {"name", "omega", "strong", "weak", "note"}
+RECIPE_KEYS = {"name", "omega", "strong", "weak", "note", "guided_channels"}
 BRANCH_KEYS = {"model", "cond", "gamma"}
 
 
@@ -44,9 +46,16 @@ BRANCH_KEYS = {"model", "cond", "gamma"}
 # The rule
 # ---------------------------------------------------------------------------------------------
 
-def combine(v_strong, v_weak, omega: float):
-    """Eq. 3 / 7 / 8: ω·v_strong + (1 − ω)·v_weak, on all latent channels."""
-    return v_weak + omega * (v_strong - v_weak)
+def combine(v_strong, v_weak, omega: float, channels: int | None = None):
+    """Eq. 3 / 7 / 8: ω·v_strong + (1 − ω)·v_weak, on all latent channels (N, C, H, W).
+
+    ``channels``: guide only the first ``channels`` latent channels and keep v_strong on the rest,
+    as DiT's, SiT's and LightningDiT's ``forward_with_cfg`` do (3 of 4: a quirk their authors keep
+    so that their published CFG numbers reproduce). None, the default, is Eq. 3 as printed."""
+    guided = v_weak + omega * (v_strong - v_weak)
+    if channels is None or channels >= v_strong.shape[1]:
+        return guided
+    return torch.cat([guided[:, :channels], v_strong[:, channels:]], dim=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,6 +124,7 @@ class Recipe:
     strong: Branch
     weak: Branch | None
     note: str = ""  # free text kept with the recipe (e.g. where its setting comes from)
+    guided_channels: int | None = None  # None: every latent channel (Eq. 3); 3: DiT/SiT's CFG (combine)
 
     @property
     def branches(self) -> list[Branch]:
@@ -147,6 +157,8 @@ class Recipe:
         def b(x):
             return None if x is None else {"model": x.model, "cond": x.cond, "gamma": copy.deepcopy(x.gamma)}
         d = {"name": self.name, "omega": self.omega, "strong": b(self.strong), "weak": b(self.weak)}
+        if self.guided_channels is not None:  # only where set: older recipes keep their dict (and digests)
+            d["guided_channels"] = self.guided_channels
         return {**d, "note": self.note} if self.note else d
 
 
@@ -191,7 +203,12 @@ def parse_recipe(d: dict | Recipe, num_steps: int | None = None) -> Recipe:
     if weak is None and omega != 1.0:
         raise ConfigError(f"recipe {name!r} has omega={omega:g} but no weak branch; "
                           "an unguided recipe has omega=1 (or add a weak branch).")
-    r = Recipe(name=name, omega=omega, strong=strong, weak=weak, note=str(d.get("note", "")))
+    channels = d.get("guided_channels")
+    if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+        raise ConfigError(f"recipe {name!r}: guided_channels={channels!r} must be a positive integer (3: guide "
+                          "the first 3 latent channels as DiT/SiT's CFG does) or left out (all channels, Eq. 3).")
+    r = Recipe(name=name, omega=omega, strong=strong, weak=weak, note=str(d.get("note", "")),
+               guided_channels=channels)
     if r.is_plain_sg:
         # Constant γs are checked now; schedules as soon as the number of steps is known.
         consts = [b.gamma for b in r.branches]
@@ -254,6 +271,7 @@ def resolve_recipe(spec, num_steps: int | None = None) -> Recipe:
     if isinstance(spec, str):
         spec = preset(spec)
     elif isinstance(spec, dict) and "preset" in spec:
-        over = {k: v for k, v in spec.items() if k not in ("preset", "name", "note")}
-        spec = {**preset(spec["preset"], **over), **{k: spec[k] for k in ("name", "note") if k in spec}}
+        kept = ("name", "note", "guided_channels")  # not arguments of the preset
+        over = {k: v for k, v in spec.items() if k not in ("preset", *kept)}
+        spec = {**preset(spec["preset"], **over), **{k: spec[k] for k in kept if k in spec}}
     return parse_recipe(spec, num_steps)

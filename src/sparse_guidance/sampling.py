@@ -55,7 +55,7 @@ def guided_velocity(models, recipe: Recipe, x, t, conds, step: int, num_steps: i
     else:
         v_strong = models[s.model](x, tt, conds[0], gamma=gammas[0], generator=generator)
         v_weak = models[w.model](x, tt, conds[1], gamma=gammas[1], generator=generator)
-    return combine(v_strong, v_weak, recipe.omega)
+    return combine(v_strong, v_weak, recipe.omega, recipe.guided_channels)
 
 
 def check_inputs(noise: torch.Tensor, y: torch.Tensor, num_classes: int):

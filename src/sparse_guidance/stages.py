@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from . import config as C
+from . import config as C, sample_set
 from .checkpoint import load_weights, read_checkpoint
 from .data import FashionMNIST, ImageNet, LatentDataset, build_codec, encode_dataset
 from .data.fashion_mnist import find_fashion_mnist
@@ -30,9 +28,8 @@ from .data.webdataset import CaptionShards, build_index, read_captions
 from .errors import ConfigError
 from .flops import FlopCounter, recipe_gflops
 from .guidance import resolve_recipe
-from .io import atomic_open, copy_file, digest, file_hash, publish, read_json, save_npz, write_json
+from .io import copy_file, digest, file_hash, publish, read_json, write_json
 from .layout import Layout, job_digest, resume_key, train_outputs
-from .sampling import sample
 from .train import RESUMABLE_KEYS, TrainConfig, checkpoint_path, rank_world, train
 from .tuning import describe as describe_tuning, tuned
 
@@ -48,15 +45,6 @@ def device_of(cfg: dict) -> torch.device:
     if want == "auto":
         want = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(want)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Codec output (N, C, H, W) in [-1, 1] -> ADM layout: uint8 (N, H, W, 3); grey is repeated to RGB
-    so that ADM's own evaluator reads the file too."""
-    x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (N, C, H, W)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,26 +290,19 @@ def num_conditions(cfg: dict, prompt_set: str = "eval") -> int:
 # ---------------------------------------------------------------------------------------------
 
 def sample_noise(cfg: dict, start: int, stop: int, seed: int | None = None) -> torch.Tensor:
-    """Initial noise of samples [start, stop): sample i's noise depends only on (seed, i), so every row
-    of a table starts from the same noise, whatever the batch size."""
+    """Initial noise of samples [start, stop) of the config's latent shape (sample_set.noise: sample
+    i's noise depends only on (seed, i), so every row of a table starts from the same noise)."""
     m = cfg["model"]
-    seed = cfg["sampling"]["seed"] if seed is None else seed
-    shape = (m["in_channels"], m["input_size"], m["input_size"])
-    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
-                        for i in range(start, stop)])
+    return sample_set.noise((m["in_channels"], m["input_size"], m["input_size"]), start, stop,
+                            cfg["sampling"]["seed"] if seed is None else seed)
 
 
 def sample_labels(cfg: dict, start: int, stop: int, seed: int | None = None, labels: str | None = None,
                   k: int | None = None) -> torch.Tensor:
     """Class labels (or prompt indices) of samples [start, stop): balanced (i mod K) or uniform random
     from (seed, i); ``k`` conditions (None: num_conditions)."""
-    k = num_conditions(cfg) if k is None else k
-    seed = cfg["sampling"]["seed"] if seed is None else seed
-    idx = torch.arange(start, stop)
-    if (labels or cfg["sampling"]["labels"]) == "balanced":
-        return idx % k
-    g = torch.Generator().manual_seed(seed * 7_919 + 17)
-    return torch.randint(0, k, (stop,), generator=g)[start:stop]
+    return sample_set.labels(num_conditions(cfg) if k is None else k, start, stop,
+                             cfg["sampling"]["seed"] if seed is None else seed, labels or cfg["sampling"]["labels"])
 
 
 def row_checkpoints(cfg: dict, spec: dict) -> dict:
@@ -340,11 +321,6 @@ def row_models(cfg: dict, spec: dict, device, prompt_set: str = "eval") -> dict:
     runs = {"main": spec["run"], "aux": (spec.get("aux") or {}).get("run")}
     return {name: load_run_model(cfg, runs[name], path, device, prompt_set=prompt_set)
             for name, path in row_checkpoints(cfg, spec).items()}
-
-
-def _parts_dir(npz_path) -> Path:
-    p = Path(npz_path)
-    return p.with_name(f".{p.stem}.parts")
 
 
 def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool = True) -> dict:
@@ -366,52 +342,26 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
     prompt_set = C.prompt_set(cfg, experiment) if is_text(cfg) else "eval"
     models = row_models(cfg, spec, device, prompt_set)
     codec = build_codec_of(cfg).to(device)
-    n, bs = s["num_samples"], s["batch_size"]
-    parts = _parts_dir(layout.samples(experiment, row))
     key = job_digest(cfg, "sample", experiment=experiment, row=row)
     # finished batches are reused only if made from these very inputs: the settings, the data they
     # were trained on, the bytes of each checkpoint (a retrained or replaced one starts over) and the
     # decoder's weights
     parts_key = digest({"job": key, "data": cfg["data"], "codec_weights": codec.weights_digest(), "recipe": spec["recipe"],
                         "checkpoints": {k: file_hash(p) for k, p in row_checkpoints(cfg, spec).items()}})
-    key_file = parts / "key.txt"
-    if parts.exists() and (not key_file.exists() or key_file.read_text() != parts_key):
-        shutil.rmtree(parts)  # parts of another setting or other weights: start over
-    parts.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(parts_key)
-    resumed, k = 0, num_conditions(cfg, prompt_set)  # classes, or the row's evaluation prompts (read once)
-    for b, start in enumerate(tqdm(range(0, n, bs), desc=f"sampling {experiment}/{row}", disable=not progress)):
-        part = parts / f"{b:06d}.npz"
-        if part.exists():
-            resumed += 1
-            continue
-        stop = min(start + bs, n)
-        noise, y = sample_noise(cfg, start, stop, seed).to(device), sample_labels(cfg, start, stop, seed, s["labels"], k)
-        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + 7 * b + 1)
-        t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s["bf16"]):
-            z = sample(models, recipe, noise, y.to(device), steps=s["steps"], solver=s["solver"], generator=gen)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0  # the sampler alone, not the decode
-        with atomic_open(part) as f:
-            np.savez(f, images=to_uint8(codec.decode(z.float())), labels=y.numpy().astype(np.int64),
-                     seconds=np.array(seconds))
+    latent = cfg["model"]
+    drawn = sample_set.draw(models, recipe, layout.samples(experiment, row), num_samples=s["num_samples"],
+                            batch_size=s["batch_size"], shape=(latent["in_channels"], latent["input_size"], latent["input_size"]),
+                            num_conditions=num_conditions(cfg, prompt_set), seed=seed, decode=codec.decode,
+                            key=parts_key, label_mode=s["labels"], steps=s["steps"], solver=s["solver"],
+                            bf16=s["bf16"], device=device, progress=progress, desc=f"sampling {experiment}/{row}")
     gflops = recipe_gflops({k: FlopCounter(m) for k, m in models.items()}, spec["recipe"], s["steps"])
-    images, labels, total = [], [], 0.0
-    for b in range(-(-n // bs)):
-        with np.load(parts / f"{b:06d}.npz") as z:
-            images.append(z["images"])
-            labels.append(z["labels"])
-            total += float(z["seconds"])
-    arr = np.concatenate(images)
-    save_npz(layout.samples(experiment, row), arr_0=arr, arr_1=np.concatenate(labels))
-    shutil.rmtree(parts)
+    n, total = drawn["num_samples"], drawn["sampling_seconds"]
     info = {"experiment": experiment, "row": row, "label": spec["label"], "recipe": recipe.to_dict(),
             "run": spec["run"], "step": spec.get("step"), "aux": spec.get("aux"), "tags": spec.get("tags", {}),
             "num_samples": n, "steps": s["steps"], "solver": s["solver"], "seed": seed, "labels": s["labels"],
-            "image_shape": list(arr.shape[1:]), "sampling_seconds": round(total, 2),
-            "seconds_per_sample": round(total / n, 5), "gflops": round(gflops, 6), "batches_resumed": resumed, "device": str(device),
+            "image_shape": drawn["image_shape"], "sampling_seconds": total,
+            "seconds_per_sample": round(total / n, 5), "gflops": round(gflops, 6),
+            "batches_resumed": drawn["batches_resumed"], "device": str(device),
             "threads": torch.get_num_threads(), "tuned": describe_tuning(choice),
             "config_digest": key}
     if is_text(cfg):
