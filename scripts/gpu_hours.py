@@ -174,7 +174,7 @@ def training_cost(cfg: dict, run: str, counts: Counts) -> dict:
     flops = FLOP_PER_MAC * TRAIN_PASSES * gmacs * 1e9 * tr["batch_size"] * tr["steps"]
     return {"run": run, "model": cfg["model"]["name"], "sparsity": cfg["runs"][run]["sparsity"], "gamma": gamma,
             "fwd_gmacs": gmacs, "batch_size": tr["batch_size"], "steps": tr["steps"],
-            "init": cfg["runs"][run].get("init"), "flops": flops}
+            "init": cfg["runs"][run].get("init"), "flops": flops, "imported": X.is_imported(cfg, run)}
 
 
 def sample_cost(cfg: dict, experiment: str, row: str, counts: Counts) -> dict:
@@ -230,6 +230,8 @@ def stage_of(rule: str, wildcards: dict, cfg: dict) -> tuple[str, dict]:
     for family in ("train_", "finetune_"):
         if rule.startswith(family) and rule[len(family):] in cfg["runs"]:
             return "train", {"run": rule[len(family):]}
+    if rule.startswith("import_") and rule[len("import_"):] in cfg["runs"]:  # a released checkpoint: no FLOPs
+        return "import", {"run": rule[len("import_"):]}
     return rule, wildcards
 
 
@@ -266,7 +268,7 @@ def target_cost(cfg: dict, jobs: set[str], counts: Counts, memo: dict) -> dict:
         cat, f = job_flops(cfg, key, counts, memo)
         out[cat] += f
     stages = [json.loads(k) for k in jobs]
-    out["runs"] = sorted(ids["run"] for s, ids in stages if s == "train")
+    out["runs"] = sorted(ids["run"] for s, ids in stages if s in ("train", "import"))
     out["samples"] = sorted((ids["experiment"], ids["row"]) for s, ids in stages if s == "sample")
     out["total"] = out["train"] + out["sample"] + out["data"]
     return out
@@ -335,8 +337,12 @@ def tables(cfg: dict, est: dict, tflops: float, pretty: bool = True) -> list[tup
     t2 = []
     for r, c in est["runs"].items():
         init = f"{c['init']['run']}@{c['init']['step']}" if c["init"] else "—"
+        if c["imported"]:  # runs.<run>.from: trained by its authors, imported here at no cost
+            init = "released checkpoint"
         t2.append([r, c["model"], c["sparsity"], f"{c['gamma']:g}", f"{c['fwd_gmacs']:.4g}", c["batch_size"],
-                   N(c["steps"]), init, f"{c['flops'] / 1e18:.3g}", H(c["flops"]), ", ".join(users[r]) or "—"])
+                   N(c["steps"]), init, f"{c['flops'] / 1e18:.3g}",
+                   f"({H(c['flops'])}, not here)" if c["imported"] and pretty else H(c["flops"]),
+                   ", ".join(users[r]) or "—"])
     t3 = []
     for e, s in est["sampling"].items():
         t3.append([e, s["rows"], N(s["samples"]), H(s["denoise"]), H(s["decode"]), H(s["metrics"]),
@@ -367,7 +373,9 @@ def assumptions(cfg: dict, est: dict, tflops: float) -> list[str]:
          "ops, the optimizer and EMA updates, data loading and checkpoint I/O are not counted. 2 FLOPs per MAC."),
         (f"Training: {FLOP_PER_MAC} x {TRAIN_PASSES} (forward + backward) x forward MACs per image at the run's "
          "training γ (train.gamma, else the model's train_gamma; masking counts its decoder) x batch x steps. "
-         "A finetuning run's line needs the run it starts from (its init), counted in full."),
+         "A finetuning run's line needs the run it starts from (its init), counted in full. A run from a released "
+         "checkpoint (runs.<run>.from) was trained by its authors: its line shows that cost in parentheses, and no "
+         "target pays it (its import job costs nothing)."),
         (f"Sampling: 2 x recipe MACs per step (flops.recipe_gflops: every guidance branch, γ schedules averaged) "
          f"x steps (x2 for Heun) x num_samples; defaults {s['steps']} {s['solver']} steps, {s['num_samples']:,} "
          "samples, experiments override. Rows with same_as are not sampled again."),

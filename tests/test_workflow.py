@@ -198,7 +198,8 @@ def test_a_failing_notebook_keeps_its_executed_copy(repo, tmp_path):
 
 def test_notebooks_are_clean_and_parameterised():
     assert [p.name for p in NOTEBOOKS] == [
-        "01_prepare_data.ipynb", "02_encode_latents.ipynb", "03_reference_stats.ipynb", "04_train.ipynb",
+        "01_prepare_data.ipynb", "02_encode_latents.ipynb", "03_reference_stats.ipynb", "04_import_checkpoint.ipynb",
+        "04_train.ipynb",
         "05_sample.ipynb", "06_evaluate.ipynb", "06_tune.ipynb", "07_text_features.ipynb", "08_classifier.ipynb",
         "09_scorers.ipynb", "10_table2.ipynb", "11_table1.ipynb", "12_table3.ipynb", "13_table4.ipynb", "14_table5.ipynb",
         "15_claims.ipynb", "20_fig1.ipynb",

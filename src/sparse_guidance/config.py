@@ -348,6 +348,8 @@ def _check_runs(cfg: dict):
         if r["decoder"] is not None and r["sparsity"] != "masking":
             raise ConfigError(f"{where}.decoder: only sparsity 'masking' has a decoder.")
         tr = r["train"]
+        if r.get("from") is not None:
+            _check_imported(name, r)
         bad = [s for s in tr.get("save_steps", []) if not 1 <= s <= tr["steps"]]
         if bad:
             raise ConfigError(f"{where}.train.save_steps {bad}: each snapshot step must be an integer in "
@@ -364,6 +366,10 @@ def _check_runs(cfg: dict):
             continue
         if init["run"] not in runs:
             raise ConfigError(f"{where}.run={init['run']!r} is not a training run; runs: {', '.join(runs)}.")
+        if runs[init["run"]].get("from") is not None:
+            raise ConfigError(f"{where}.run={init['run']!r} is a released checkpoint (runs.{init['run']}.from), which "
+                              "keeps no snapshots and may predict something other than our velocity; finetuning "
+                              "one is not supported.")
         if init["run"] == name:
             raise ConfigError(f"{where}.run: a run cannot start from itself.")
         if model_kwargs(cfg, name) != model_kwargs(cfg, init["run"]):
@@ -466,6 +472,31 @@ def expand_grid(g: dict, where: str) -> dict:
             row["aux"] = {"run": (g.get("aux") or {}).get("run", row.get("run")), "step": vals["aux_step"]}
         rows[rid] = row
     return rows
+
+
+IMPORTED_SPARSITY = {"maskdit": ("masking",), "ours": ("none", "routing", "masking")}  # others: none, routing
+
+
+def _check_imported(name: str, r: dict):
+    """A run from a checkpoint (runs.<run>.from) is not trained: it starts from nothing else, keeps
+    no snapshots, and its sparsity fits its format (MaskDiT: masking; SiT, DiT, TREAD: dense or
+    routed at inference, routing having no weights)."""
+    where, src = f"runs.{name}", r["from"]
+    if r["init"] is not None:
+        raise ConfigError(f"{where}: a run from a checkpoint (from:) does not also start from another run (init:).")
+    if r["train"].get("save_steps"):
+        raise ConfigError(f"{where}.train.save_steps: a run from a checkpoint is not trained here, so it has no "
+                          "snapshots; remove save_steps (rows sample its weights: no step).")
+    fmt = src.get("format")
+    allowed = IMPORTED_SPARSITY.get(fmt, ("none", "routing")) if fmt else ("none", "routing", "masking")
+    if r["sparsity"] not in allowed:
+        raise ConfigError(f"{where}.sparsity={r['sparsity']!r} does not fit a {fmt} checkpoint; use "
+                          f"{' or '.join(map(repr, allowed))}.")
+
+
+def is_imported(cfg: dict, run: str) -> bool:
+    """Whether a run's weights come from a checkpoint (runs.<run>.from) rather than from training."""
+    return cfg["runs"][run].get("from") is not None
 
 
 def _check_snapshot(cfg: dict, run: str, step, where: str):

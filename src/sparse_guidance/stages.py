@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import config as C, sample_set
-from .checkpoint import load_weights, read_checkpoint
+from .checkpoint import check_state_dict, load_weights, read_checkpoint, save_atomic
 from .data import FashionMNIST, ImageNet, LatentDataset, build_codec, encode_dataset
 from .data.fashion_mnist import find_fashion_mnist
 from .data.scenes import Scenes
@@ -28,6 +28,8 @@ from .data.webdataset import CaptionShards, build_index, read_captions
 from .errors import ConfigError
 from .flops import FlopCounter, recipe_gflops
 from .guidance import resolve_recipe
+from .models.adapters import as_velocity
+from .models.formats import FORMATS, architecture, detect_format, state_dict, without_sigma
 from .io import copy_file, digest, file_hash, publish, read_json, write_json
 from .layout import Layout, job_digest, resume_key, train_outputs
 from .train import RESUMABLE_KEYS, TrainConfig, checkpoint_path, rank_world, train
@@ -253,13 +255,58 @@ def _check_state(cfg: dict, run: str, state: Path, tc):
 
 def load_run_model(cfg: dict, run: str, checkpoint, device=None, weights: str = "ema", prompt_set: str = "eval"):
     """A run's model with the weights of a checkpoint (the EMA by default), in eval mode; a text
-    model reads the features of an evaluation prompt set (its conditions index them)."""
+    model reads the features of an evaluation prompt set (its conditions index them). A run from a
+    released checkpoint (runs.<run>.from) is wrapped in its format's adapter (models/adapters.py),
+    so it is sampled as our velocity."""
     model = C.build_run_model(cfg, run)
-    load_weights(model, read_checkpoint(checkpoint), weights)
+    obj = read_checkpoint(checkpoint)
+    load_weights(model, obj, weights)
     if is_text(cfg):
         bank = prompt_features(cfg, C.eval_split(prompt_set))
         model.cond_embedder.set_bank(bank["features"], bank["mask"])
+    if C.is_imported(cfg, run):
+        want = FORMATS[obj.get("format", "ours")][0] if isinstance(obj, dict) else "velocity"
+        model = as_velocity(model, want)
     return model.to(device or device_of(cfg)).eval()
+
+
+def import_run(cfg: dict, run: str) -> dict:
+    """A run from a checkpoint (runs.<run>.from: released weights, no training): read it in its format
+    (models/formats.py), check that it is the run's architecture (the model section, the run's
+    sparsity and decoder), and publish its weights in our layout as runs/<run>/last.pt, which keeps
+    the format (its prediction is converted when sampled: load_run_model) and where it came from;
+    plus summary.json. A learned-Σ head is cut to its velocity (or noise) channels (exact)."""
+    if run not in cfg["runs"] or not C.is_imported(cfg, run):
+        raise ConfigError(f"run {run!r} of config {cfg['name']!r} has no from: (a checkpoint to import).")
+    src, layout = cfg["runs"][run]["from"], Layout(cfg)
+    path = Path(src["checkpoint"]).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"runs.{run}.from.checkpoint={str(path)!r} does not exist: download it (README, Released "
+                          "checkpoints in the workflow) and set the path (--configfile with runs.<run>.from.checkpoint).")
+    obj = read_checkpoint(path)
+    fmt = src.get("format") or detect_format(obj, path)[0]
+    sd = state_dict(obj, fmt, src.get("weights", "ema"))
+    arch = architecture(sd)
+    sd = without_sigma(sd, arch)
+    model = C.build_run_model(cfg, run)
+    try:
+        check_state_dict(model, sd)
+    except ConfigError as e:
+        raise ConfigError(f"runs.{run}.from: {path.name} ({fmt}; depth {arch['depth']}, width {arch['hidden_size']}, "
+                          f"patch {arch['patch_size']}, {arch['num_classes']} classes, input {arch['input_size']}) is "
+                          f"not the run's architecture ({cfg['model']['name']}, sparsity {cfg['runs'][run]['sparsity']}): "
+                          f"{e} Set model: and the run's decoder: to the checkpoint's.") from e
+    source = {"path": str(path), "sha256": file_hash(path), "format": fmt, "weights": src.get("weights", "ema"),
+              "parameterization": FORMATS[fmt][0], "learn_sigma_dropped": arch["learn_sigma"],
+              **({"source": src["source"]} if src.get("source") else {})}
+    out = layout.checkpoint(run)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_atomic({"model": sd, "ema": sd, "step": cfg["runs"][run]["train"]["steps"], "format": fmt, "source": source},
+                out)
+    summary = {"run": run, "imported": source, "architecture": arch,
+               "config_digest": job_digest(cfg, "train", run=run)}
+    write_json(layout.run_summary(run), summary)
+    return summary
 
 
 def is_text(cfg: dict) -> bool:

@@ -50,7 +50,9 @@ rule encode_latents:
 rule reference_stats:
     input:
         notebook="notebooks/03_reference_stats.ipynb",
-        dataset=f"{R}/data/dataset.json",
+        # ADM's reference batch (data.reference.npz) needs no dataset check: released weights sample
+        # and score without the training images (preset paper-released)
+        dataset=[] if CFG["data"]["reference"]["npz"] else f"{R}/data/dataset.json",
     output:
         reference=f"{R}/data/reference.npz",
         info=f"{R}/data/reference.json",

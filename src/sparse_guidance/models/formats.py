@@ -165,6 +165,21 @@ def architecture(sd: dict) -> dict:
     return arch
 
 
+def without_sigma(sd: dict, arch: dict) -> dict:
+    """A learned-Σ network's weights (2C output channels) as a plain one's (C): the final layer keeps
+    the rows of the first C channels of every patch position, exactly what the learn_sigma head
+    returns (models/sit.py: unpatchify puts the channel last, so row (i·p + j)·2C + c is channel c of
+    pixel (i, j) of the patch)."""
+    if not arch["learn_sigma"]:
+        return dict(sd)
+    p, c = arch["patch_size"], arch["in_channels"]
+    rows = torch.arange(p * p * 2 * c).reshape(p * p, 2 * c)[:, :c].reshape(-1)  # (p²·C,)
+    out = dict(sd)
+    out["final_layer.linear.weight"] = sd["final_layer.linear.weight"][rows].clone()
+    out["final_layer.linear.bias"] = sd["final_layer.linear.bias"][rows].clone()
+    return out
+
+
 def model_name(arch: dict, family: str = "SiT") -> str:
     """The registered model (models.MODELS) of an architecture, e.g. SiT-XL/2; ConfigError if none."""
     from . import MODELS
