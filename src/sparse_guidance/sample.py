@@ -30,6 +30,7 @@ from .errors import ConfigError
 from .guidance import ALIASES, PRESETS, preset, resolve_recipe
 from .io import digest, file_hash, write_json
 from .models.formats import FORMATS, load_pretrained
+from .performance import COMPILE_MODES, compile_blocks, configure_backends
 
 EPILOG = """\
 recipes: {presets} (aliases: {aliases}); or a YAML/JSON file holding one recipe, either a full
@@ -83,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", choices=sample_set.LABELS, default="balanced",
                    help="class i mod K (balanced, default) or uniform random classes")
     s.add_argument("--no-bf16", dest="bf16", action="store_false", help="sample in fp32 (default: bf16 autocast)")
+    s.add_argument("--compile", default="none", choices=COMPILE_MODES,
+                   help="torch.compile the transformer blocks (dynamic token counts; a GPU's speed-up, default none)")
     s.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if available; torchrun: its local GPU)")
     o = p.add_argument_group("output")
     o.add_argument("--codec", default="sd-vae-ft-ema", choices=["sd-vae-ft-ema", "space-to-depth"],
@@ -161,6 +164,9 @@ def run(a) -> dict | None:
                                      routes=routes, num_heads=a.num_heads, device=device)
                   for k, (path, fmt, routes) in files.items()}
         _check_routing(recipe, loaded, a.steps)
+        configure_backends(device)
+        for v in loaded.values():
+            compile_blocks(v.model, a.compile)
         arch = loaded["main"].architecture
         if a.codec == "sd-vae-ft-ema":
             codec = build_codec(a.codec, **({"path": a.vae_path} if a.vae_path else {}))
@@ -172,7 +178,8 @@ def run(a) -> dict | None:
                                     for k, (path, _, routes) in files.items()},
                     "weights": a.weights, "recipe": recipe_dict, "num_samples": a.num_samples, "steps": a.steps,
                     "solver": a.solver, "seed": a.seed, "labels": a.labels, "bf16": a.bf16, "codec": a.codec,
-                    "codec_weights": codec.weights_digest()}
+                    "codec_weights": codec.weights_digest(),
+                    **({"compile": a.compile} if a.compile != "none" else {})}  # compiled kernels round otherwise
         key = digest({**settings, "batch_size": a.batch_size})
         drawn = sample_set.draw(
             {k: v.model for k, v in loaded.items()}, recipe, a.out, num_samples=a.num_samples,

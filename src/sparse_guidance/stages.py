@@ -30,6 +30,7 @@ from .flops import FlopCounter, recipe_gflops
 from .guidance import resolve_recipe
 from .models.adapters import as_velocity
 from .models.formats import FORMATS, architecture, detect_format, state_dict, without_sigma
+from .performance import configure_backends
 from .io import copy_file, digest, file_hash, publish, read_json, write_json
 from .layout import Layout, job_digest, resume_key, train_outputs
 from .train import RESUMABLE_KEYS, TrainConfig, checkpoint_path, rank_world, train
@@ -267,7 +268,9 @@ def load_run_model(cfg: dict, run: str, checkpoint, device=None, weights: str = 
     if C.is_imported(cfg, run):
         want = FORMATS[obj.get("format", "ours")][0] if isinstance(obj, dict) else "velocity"
         model = as_velocity(model, want)
-    return model.to(device or device_of(cfg)).eval()
+    device = device or device_of(cfg)
+    configure_backends(device)  # TF32 outside autocast on a GPU; nothing on the CPU
+    return model.to(device).eval()
 
 
 def import_run(cfg: dict, run: str) -> dict:

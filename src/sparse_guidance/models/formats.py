@@ -33,6 +33,7 @@ from torch import nn
 from ..checkpoint import check_state_dict, read_checkpoint
 from ..errors import ConfigError
 from .adapters import as_velocity
+from . import MODELS, build_model
 
 FORMATS = {  # format -> (parameterisation, where it comes from)
     "ours": ("velocity", "this repository's training checkpoints"),
@@ -182,7 +183,6 @@ def without_sigma(sd: dict, arch: dict) -> dict:
 
 def model_name(arch: dict, family: str = "SiT") -> str:
     """The registered model (models.MODELS) of an architecture, e.g. SiT-XL/2; ConfigError if none."""
-    from . import MODELS
     for name, dims in MODELS.items():
         if name.startswith(family + "-") and dims["depth"] == arch["depth"] and \
                 dims["hidden_size"] == arch["hidden_size"] and dims["patch_size"] == arch["patch_size"]:
@@ -192,7 +192,6 @@ def model_name(arch: dict, family: str = "SiT") -> str:
 
 
 def _check_named(model: str, arch: dict):
-    from . import MODELS
     if model not in MODELS:
         raise ConfigError(f"unknown model {model!r}; known: {', '.join(MODELS)}.")
     dims = MODELS[model]
@@ -214,7 +213,6 @@ def load_pretrained(path, format: str | None = None, model: str | None = None, *
     weights, so a dense checkpoint takes them too). decoder_heads: a MaskDiT decoder's heads (not in
     the weights; MaskDiT's is 16). obj: the checkpoint already loaded (then path only names it).
     """
-    from . import MODELS, build_model
     obj = read_checkpoint(path) if obj is None else obj
     if format is None:
         format, reason = detect_format(obj, path)

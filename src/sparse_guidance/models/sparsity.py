@@ -13,6 +13,7 @@ import math
 import torch
 
 from ..errors import ConfigError
+from ..performance import to_device
 
 
 def check_gamma(gamma: float, name: str = "gamma") -> float:
@@ -46,7 +47,9 @@ def select_tokens(batch: int, num_tokens: int, gamma: float, generator: torch.Ge
     gen_device = generator.device if generator is not None else device
     noise = torch.rand(batch, num_tokens, generator=generator, device=gen_device)
     keep = noise.argsort(dim=1)[:, :k].sort(dim=1).values  # (N, K)
-    return keep.to(device)
+    # a CPU generator serving a GPU model: pinned and asynchronous, so that the sampling loop never
+    # waits for the GPU here (a pageable copy would synchronise once per route)
+    return to_device(keep, device)
 
 
 def gather_tokens(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
