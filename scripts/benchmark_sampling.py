@@ -53,12 +53,11 @@ def attention_gmacs(model) -> float:
 
 def time_sampling(models, recipe, noise, y, steps, device, dtype) -> float:
     """Seconds of one whole sampling call."""
-    sync = torch.cuda.synchronize if P.is_cuda(device) else (lambda: None)
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
-        sync()
+        P.synchronize(device)
         t0 = time.perf_counter()
         sample(models, recipe, noise, y, steps=steps, generator=torch.Generator().manual_seed(0))
-        sync()
+        P.synchronize(device)
     return time.perf_counter() - t0
 
 
@@ -118,12 +117,18 @@ def report(a, res: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(p: argparse.ArgumentParser):
+    """The benchmarked model (defaults: the embedded SiT-T/2; SiT-XL/2 --input-size 32 --route 2:24
+    --num-classes 1000 is the paper's), shared with benchmark_training.py."""
     p.add_argument("--model", default="SiT-T/2")
     p.add_argument("--input-size", type=int, default=16)
     p.add_argument("--route", default="1:6")
     p.add_argument("--num-classes", type=int, default=10)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(p)
     p.add_argument("--batch", type=int, nargs="+", default=[256])
     p.add_argument("--steps", type=int, default=40, help="Euler steps of each timed sampling call")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the median is reported")

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark_sampling import add_model_arguments
 from sparse_guidance import performance as P
 from sparse_guidance.flops import FlopCounter
 from sparse_guidance.flow import draw, ema_update, make_ema, training_loss
@@ -72,8 +73,7 @@ class Trainer:
 
     def step(self) -> tuple[float, float]:
         """(seconds of the step, seconds of it spent waiting for the batch)."""
-        sync = torch.cuda.synchronize if P.is_cuda(self.device) else (lambda: None)
-        sync()
+        P.synchronize(self.device)
         t0 = time.perf_counter()
         gen, xs, ys = next(self.batches)
         waited = time.perf_counter() - t0
@@ -86,7 +86,7 @@ class Trainer:
         loss.backward()
         self.opt.step()
         ema_update(self.ema, self.model, 0.9999)
-        sync()
+        P.synchronize(self.device)
         return time.perf_counter() - t0, waited
 
 
@@ -136,11 +136,8 @@ def report(a, r: dict) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="SiT-T/2")
-    p.add_argument("--input-size", type=int, default=16)
-    p.add_argument("--route", default="1:6")
+    add_model_arguments(p)
     p.add_argument("--gamma", type=float, default=0.5)
-    p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=5, help="timed steps per model per round")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median step is reported")

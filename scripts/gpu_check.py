@@ -118,17 +118,17 @@ def vae_decode(a) -> str:
     from benchmark_encoding import SD_VAE_ARCH, TINY_ARCH, random_vae
 
     from sparse_guidance.data import SDVAECodec
+    from sparse_guidance.performance import synchronize
     with tempfile.TemporaryDirectory() as tmp:
         random_vae(TINY_ARCH if a.small else SD_VAE_ARCH).save_pretrained(tmp)
         codec = SDVAECodec.from_pretrained(tmp).to(a.device)
         n, size = (2, 8) if a.small else (32, 32)
         z = torch.randn(n, 4, size, size, device=a.device)
         codec.decode(z[:2])  # warm-up
-        sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
-        sync()
+        synchronize(a.device)
         t0 = time.perf_counter()
         images = codec.decode(z)
-        sync()
+        synchronize(a.device)
         dt = time.perf_counter() - t0
     return (f"SD-VAE decode ({'tiny' if a.small else 'sd-vae-ft-ema'} architecture, random weights) on "
             f"{images.device}: {n} latents 4x{size}x{size} -> {tuple(images.shape[1:])} in {dt:.3f} s "
@@ -142,6 +142,7 @@ def inception(a) -> str:
     from unittest import mock
 
     from sparse_guidance.metrics.inception import CompatInception
+    from sparse_guidance.performance import synchronize
     with mock.patch.object(tf_inception, "load_state_dict_from_url", lambda *x, **k: {}), \
             mock.patch.object(tf_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda *x, **k: None):
         torch.manual_seed(0)
@@ -152,11 +153,10 @@ def inception(a) -> str:
         n = 4 if a.small else 256
         images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (n, 3, 256, 256), dtype=np.uint8))
         ext.extract(images[:2].to(a.device))
-        sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
-        sync()
+        synchronize(a.device)
         t0 = time.perf_counter()
         feats = ext.extract(images.to(a.device))
-        sync()
+        synchronize(a.device)
         dt = time.perf_counter() - t0
     shapes = {k: tuple(v.shape) for k, v in feats.items()} if isinstance(feats, dict) else tuple(feats.shape)
     return f"Inception (inception-v3-compat, random weights) on {a.device}: {n} images 256² -> {shapes} in {dt:.3f} s"

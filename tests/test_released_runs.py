@@ -13,16 +13,9 @@ from sparse_guidance.layout import Layout
 from sparse_guidance.models import build_model
 from sparse_guidance.models.adapters import EDMDenoiser
 from sparse_guidance.models.formats import load_pretrained
+from test_formats import randomised
 
 SMOKE_NET = dict(input_size=16, in_channels=4, num_classes=10, depth=4, hidden_size=32, num_heads=2)  # smoke's model
-
-
-def randomised(net, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return net.eval()
 
 
 def smoke_with(tmp_path, runs: dict):

@@ -26,6 +26,12 @@ def is_cuda(device) -> bool:
     return torch.device(device).type == "cuda"
 
 
+def synchronize(device):
+    """Wait for a CUDA device's queued work (timing); nothing elsewhere."""
+    if is_cuda(device):
+        torch.cuda.synchronize(device)
+
+
 def configure_backends(device) -> dict:
     """TF32 for the float32 matrix products and convolutions that run outside bf16 autocast, on CUDA
     only (a CPU has no TF32, and its results must not move). Returns what it set."""
@@ -74,12 +80,11 @@ def matmul_peak_tflops(device, dtype=torch.bfloat16, size: int = 8192, repeats: 
     ``size`` products: the peak a model's throughput is compared with (benchmark_sampling.py)."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if is_cuda(device) else (lambda: None)
     for _ in range(3):
         a @ b
-    sync()
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(repeats):
         a @ b
-    sync()
+    synchronize(device)
     return 2 * size ** 3 * repeats / (time.perf_counter() - t0) / 1e12
