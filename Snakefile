@@ -45,13 +45,13 @@ R = CFG["results_dir"]  # results/<preset> unless results_dir says otherwise: ev
 T2I = C.track_config(CFG, "text_to_image") if CFG.get("text_to_image") else None
 RT = T2I["results_dir"] if T2I else None
 
-# Jobs run the papermill of the environment that runs Snakemake (the project's .venv), or with
-# --sdm conda the one of the rule's conda environment.
+# Jobs run their notebook with papermill (sparse_guidance.notebook_job: the kernel on IPC sockets, so
+# kernels starting at once never share a TCP port) in the Python that runs Snakemake (the project's
+# .venv), or with --sdm conda in the rule's conda environment's, the package from this checkout's src/.
 if any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method):
-    # the rule's environment has the dependencies; the package comes from this checkout's src/
-    PAPERMILL_BIN = f"PYTHONPATH={Path(workflow.basedir, 'src')}${{{{PYTHONPATH:+:$PYTHONPATH}}}} papermill"
+    NOTEBOOK_JOB = f"PYTHONPATH={Path(workflow.basedir, 'src')}${{{{PYTHONPATH:+:$PYTHONPATH}}}} python -m sparse_guidance.notebook_job"
 else:
-    PAPERMILL_BIN = str(Path(sys.executable).parent / "papermill")
+    NOTEBOOK_JOB = f"{shlex.quote(sys.executable)} -m sparse_guidance.notebook_job"
 
 
 # Every job: its notebook with the preset and the job's ids (params.ids) as parameters; torch's
@@ -62,8 +62,8 @@ else:
 # preset is written one way, C.canonical_preset). The executed copy and the text log go under log:.
 os.environ[OVERRIDES_ENV] = json.dumps(OVERRIDES)
 NOTEBOOK = " ".join([
-    "SPARSE_GUIDANCE_JOB=1 OMP_NUM_THREADS={threads}", PAPERMILL_BIN,
-    "-k python3 --cwd . --log-output {input.notebook:q} {log.notebook:q}",
+    "SPARSE_GUIDANCE_JOB=1 OMP_NUM_THREADS={threads}", NOTEBOOK_JOB,
+    "--cwd . {input.notebook:q} {log.notebook:q}",
     f"-p preset {shlex.quote(C.canonical_preset(PRESET))}", "-y {params.ids:q} > {log.txt:q} 2>&1"])
 CONDA_ENV = "envs/sparse-guidance.yaml"  # used only with --sdm conda
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .errors import ConfigError
 from .guidance import Recipe, combine, resolve_recipe
@@ -102,3 +102,8 @@ def sample(models, recipe, noise, y, *, steps: int = 40, solver: str = "euler",
             v1 = guided_velocity(models, recipe, x_pred, t1, conds, i, steps, generator)
             x = x + dt * 0.5 * (v0 + v1)
     return x
+
+
+if __name__ == "__main__":  # a library module; the command that samples a checkpoint is sparse_guidance.sample
+    print("sparse_guidance.sampling is the library's sampler: `from sparse_guidance.sampling import sample`.\n"
+          "To sample a checkpoint from the command line: python -m sparse_guidance.sample --help")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .checkpoint import read_checkpoint, save_atomic
 from .data.prompt_sets import load_prompt_set

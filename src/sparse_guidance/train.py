@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .io import atomic_open
 from .checkpoint import load_weights, read_checkpoint, save_atomic

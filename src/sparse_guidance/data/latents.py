@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..io import bytes_hash, file_hash, write_bytes
 from ..errors import ConfigError

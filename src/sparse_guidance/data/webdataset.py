@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..errors import ConfigError
 from ..io import atomic_open, file_hash, write_json

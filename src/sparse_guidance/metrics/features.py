@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..errors import ConfigError
 from ..io import file_hash, save_npz, text_digest
