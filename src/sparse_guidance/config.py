@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import os
 import re
 from pathlib import Path
 
@@ -72,18 +73,34 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 # Loading
 # ---------------------------------------------------------------------------------------------
 
+REPO_ENV = "SPARSE_GUIDANCE_REPO"   # a checkout to read the presets from, for a package installed elsewhere
+
+
+def _is_checkout(p: Path) -> bool:
+    return (p / "Snakefile").is_file() and (p / PRESETS_DIRNAME).is_dir()
+
+
 def repo_root(start=None) -> Path:
-    """The repository root: the nearest folder upwards (from ``start`` or the cwd) holding the
-    Snakefile and workflow/config, else the folder this source tree sits in."""
+    """The repository root: the checkout named by $SPARSE_GUIDANCE_REPO, else the nearest folder
+    upwards (from ``start`` or the cwd) holding the Snakefile and workflow/config, else the checkout
+    this source tree sits in (an editable install)."""
+    named = os.environ.get(REPO_ENV)
+    if named:
+        root = Path(named).expanduser().resolve()
+        if not _is_checkout(root):
+            raise ConfigError(f"{REPO_ENV}={named!r} is not a sparse-guidance checkout (no Snakefile and "
+                              f"{PRESETS_DIRNAME}/ there); point it at the folder you cloned.")
+        return root
     here = Path(start or Path.cwd()).resolve()
     for p in (here, *here.parents):
-        if (p / "Snakefile").is_file() and (p / PRESETS_DIRNAME).is_dir():
+        if _is_checkout(p):
             return p
     src_root = Path(__file__).resolve().parents[2]
-    if (src_root / PRESETS_DIRNAME).is_dir():
+    if _is_checkout(src_root):
         return src_root
-    raise ConfigError(f"cannot find the repository (a folder with Snakefile and {PRESETS_DIRNAME}/) above "
-                      f"{str(here)!r}; run from inside the sparse-guidance checkout.")
+    raise ConfigError(f"cannot find the presets: no sparse-guidance checkout (a folder with Snakefile and "
+                      f"{PRESETS_DIRNAME}/) above {str(here)!r}, and this package is not installed from one. Run "
+                      f"from inside the checkout, or set {REPO_ENV}=/path/to/sparse-guidance.")
 
 
 @functools.cache
