@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError
 from .guidance import Recipe, combine, resolve_recipe
+from .models.interface import check_model_interface
 
 SOLVERS = ("euler", "heun")
 
@@ -86,6 +87,8 @@ def sample(models, recipe, noise, y, *, steps: int = 40, solver: str = "euler",
     if missing:
         raise ConfigError(f"recipe {recipe.name!r} uses model(s) {sorted(missing)} but only "
                           f"{sorted(models)} were given; pass models={{'main': ..., 'aux': ...}}.")
+    for key in sorted(recipe.models):  # the strong branch's model gives every branch its condition
+        check_model_interface(models[key], "sampling" if key == recipe.strong.model else "forward", repr(key))
     embedder = models[recipe.strong.model].cond_embedder
     check_inputs(noise, y, embedder.num_classes)
     conds = resolve_conditions(recipe, embedder, y, generator)
