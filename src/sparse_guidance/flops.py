@@ -73,7 +73,8 @@ def _count_quiet(model, keep_count: int) -> float:
 
 
 class FlopCounter:
-    """GFLOPs of one forward of ``model`` at any γ, counted by fvcore and cached by kept tokens."""
+    """GFLOPs of one forward of ``model`` at any γ, counted by fvcore and cached by kept tokens.
+    ``model`` needs in_channels, input_size, num_tokens and forward(..., keep=) (check_model_interface)."""
 
     def __init__(self, model):
         self.model = check_model_interface(model, "flops").eval()

@@ -75,7 +75,8 @@ def sample(models, recipe, noise, y, *, steps: int = 40, solver: str = "euler",
     """Draw samples x_1 from noise x_0 (N, C, H, W) with labels y (N,).
 
     models: a module (used as 'main') or a dict {'main': ..., 'aux': ...} naming every model the
-    recipe's branches use. recipe: a preset name, a recipe dict or a Recipe.
+    recipe's branches use. recipe: a preset name, a recipe dict or a Recipe. Each model is checked
+    first (models.check_model_interface): a missing attribute is named, with what it is for.
     """
     if solver not in SOLVERS:
         raise ConfigError(f"unknown solver {solver!r}; choose one of {SOLVERS}.")

@@ -234,7 +234,7 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
     the step (text_encoders.OnlinePrompts: the batch's captions encoded as its prompt bank).
     ``prefetch``: steps of data read ahead by a thread (default 2 on a GPU, 0 on the CPU: the same
     batches either way); ``compile_mode``: performance.COMPILE_MODES for the blocks (default none).
-    Returns (model, ema) on the CPU side of the caller's device."""
+    The model is checked first (models.check_model_interface(model, "training")). Returns (model, ema) on the CPU side of the caller's device."""
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
     check_model_interface(model, "training")
     rank, world = rank_world()
