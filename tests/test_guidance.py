@@ -255,6 +255,31 @@ weak:
     assert r.weak.gamma_at(9, 10) == pytest.approx(0.95)
 
 
+def test_yaml_null_cond_is_the_null_condition():
+    """YAML reads `cond: null` as None; the parser takes it as the null condition ∅ (CFG's)."""
+    text = """
+name: cfg+sg
+omega: 2.5
+strong: {model: main, cond: class, gamma: 0.2}
+weak:   {model: main, cond: null,  gamma: 0.7}
+"""
+    d = yaml.safe_load(text)
+    assert d["weak"]["cond"] is None
+    r = parse_recipe(d)
+    assert r.weak.cond == "null"
+    assert r == parse_recipe(preset("cfg+sg"))  # the same recipe as the preset, which writes "null"
+    assert parse_recipe(r.to_dict()) == r       # and it round-trips as the string
+
+
+@pytest.mark.parametrize("bad", ["uncond", "", 0, True, ["class"], {"cond": "null"}])
+def test_a_bad_cond_names_the_value_and_the_allowed_ones(bad):
+    with pytest.raises(ConfigError) as e:
+        parse_recipe({"omega": 2.0, "strong": {}, "weak": {"cond": bad}})
+    msg = str(e.value)
+    assert f"weak.cond={bad!r}" in msg
+    assert all(c in msg for c in ("class", "null", "random"))
+
+
 def test_aliases():
     assert resolve_recipe("none") == resolve_recipe("unguided")
     assert resolve_recipe("ag") == resolve_recipe("autoguidance")

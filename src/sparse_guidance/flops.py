@@ -26,7 +26,7 @@ import torch
 from .config import paper_results
 from .errors import ConfigError
 from .guidance import resolve_recipe
-from .models import build_model, on_meta
+from .models import build_model, check_model_interface, on_meta
 from .models.sparsity import check_gamma, num_kept
 
 COUNTED_OPS = {"linear", "conv", "matmul", "addmm", "bmm", "einsum", "mm"}
@@ -73,10 +73,11 @@ def _count_quiet(model, keep_count: int) -> float:
 
 
 class FlopCounter:
-    """GFLOPs of one forward of ``model`` at any γ, counted by fvcore and cached by kept tokens."""
+    """GFLOPs of one forward of ``model`` at any γ, counted by fvcore and cached by kept tokens.
+    ``model`` needs in_channels, input_size, num_tokens and forward(..., keep=) (check_model_interface)."""
 
     def __init__(self, model):
-        self.model = model.eval()
+        self.model = check_model_interface(model, "flops").eval()
         self.cache: dict[int, float] = {}
 
     def at_keep(self, k: int) -> float:

@@ -22,6 +22,9 @@ A recipe is a plain dict (YAML-friendly):
      "strong": {"model": "main", "cond": "class", "gamma": 0.5},
      "weak":   {"model": "main", "cond": "class", "gamma": 0.9}}
 
+``cond`` is "class", "null" (∅; YAML's bare ``cond: null``, read as None, means the same) or
+"random" (ICG's independent random condition).
+
 γ is a float or a schedule over the sampling steps:
     {"schedule": "cosine", "start": 0.6, "end": 0.0}     (also "linear", "constant")
 """
@@ -169,8 +172,11 @@ def _branch(d, where: str) -> Branch:
     if extra:
         raise ConfigError(f"{where} has unknown key(s) {sorted(extra)}; allowed: {sorted(BRANCH_KEYS)}.")
     cond = d.get("cond", "class")
-    if cond not in CONDITIONS:
-        raise ConfigError(f"{where}.cond={cond!r}; choose one of {CONDITIONS}.")
+    if cond is None:  # YAML reads `cond: null` as None: the null condition ∅, as written
+        cond = "null"
+    if not isinstance(cond, str) or cond not in CONDITIONS:
+        raise ConfigError(f"{where}.cond={cond!r} is not a condition; choose one of {', '.join(CONDITIONS)} "
+                          "(null, or YAML's bare null, is the null condition ∅ of CFG).")
     model = d.get("model", "main")
     if not isinstance(model, str) or not model:
         raise ConfigError(f"{where}.model={model!r} must name a model, e.g. 'main' or 'aux'.")

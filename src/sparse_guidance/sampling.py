@@ -17,6 +17,7 @@ from .progress import tqdm
 
 from .errors import ConfigError
 from .guidance import Recipe, combine, resolve_recipe
+from .models.interface import check_model_interface
 
 SOLVERS = ("euler", "heun")
 
@@ -74,7 +75,8 @@ def sample(models, recipe, noise, y, *, steps: int = 40, solver: str = "euler",
     """Draw samples x_1 from noise x_0 (N, C, H, W) with labels y (N,).
 
     models: a module (used as 'main') or a dict {'main': ..., 'aux': ...} naming every model the
-    recipe's branches use. recipe: a preset name, a recipe dict or a Recipe.
+    recipe's branches use. recipe: a preset name, a recipe dict or a Recipe. Each model is checked
+    first (models.check_model_interface): a missing attribute is named, with what it is for.
     """
     if solver not in SOLVERS:
         raise ConfigError(f"unknown solver {solver!r}; choose one of {SOLVERS}.")
@@ -86,6 +88,8 @@ def sample(models, recipe, noise, y, *, steps: int = 40, solver: str = "euler",
     if missing:
         raise ConfigError(f"recipe {recipe.name!r} uses model(s) {sorted(missing)} but only "
                           f"{sorted(models)} were given; pass models={{'main': ..., 'aux': ...}}.")
+    for key in sorted(recipe.models):  # the strong branch's model gives every branch its condition
+        check_model_interface(models[key], "sampling" if key == recipe.strong.model else "forward", repr(key))
     embedder = models[recipe.strong.model].cond_embedder
     check_inputs(noise, y, embedder.num_classes)
     conds = resolve_conditions(recipe, embedder, y, generator)

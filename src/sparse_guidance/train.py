@@ -37,6 +37,7 @@ from .io import atomic_open
 from .checkpoint import load_weights, read_checkpoint, save_atomic
 from .errors import ConfigError
 from .flow import MAE_TARGETS, draw, ema_update, make_ema, training_loss
+from .models.interface import check_model_interface
 from .models.sparsity import check_gamma
 from .performance import compile_blocks, configure_backends, is_cuda, to_device
 
@@ -233,8 +234,9 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
     the step (text_encoders.OnlinePrompts: the batch's captions encoded as its prompt bank).
     ``prefetch``: steps of data read ahead by a thread (default 2 on a GPU, 0 on the CPU: the same
     batches either way); ``compile_mode``: performance.COMPILE_MODES for the blocks (default none).
-    Returns (model, ema) on the CPU side of the caller's device."""
+    The model is checked first (models.check_model_interface(model, "training")). Returns (model, ema) on the CPU side of the caller's device."""
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
+    check_model_interface(model, "training")
     rank, world = rank_world()
     if cfg.batch_size % (world * cfg.accumulate):
         raise ConfigError(f"batch_size={cfg.batch_size} is not divisible by the {world} processes x accumulate="

@@ -4,6 +4,10 @@ text-to-image track's TR-DiT sizes (trdit.py), routed.
     build_model("SiT-XL/2", sparsity="routing", routes=["2:24"], train_gamma=0.5)
     build_model("SiT-XL/2", sparsity="masking")          # MaskDiT decoder of Table A2
     build_trdit("TR-DiT-2.5B", routes=["2:30"], train_gamma=0.5)   # Table A1
+
+A model of your own: the token primitives select_tokens (kept indices (N, K)), gather_tokens and
+scatter_tokens are exported here, and check_model_interface(model, use) names any attribute the
+sampler, the FLOP counter or training needs that the model lacks (interface.py).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import ConfigError
 from .conditioning import LabelEmbedder
+from .interface import REQUIREMENTS, check_model_interface
 from .masking import MaskedSiT
 from .sit import Route, SiT
 from .sparsity import check_gamma, gather_tokens, keep_to_mask, num_kept, scatter_tokens, select_tokens
@@ -77,4 +82,5 @@ def on_meta():
 
 __all__ = ["MODELS", "SIZES", "SPARSITY", "build_model", "on_meta", "SiT", "MaskedSiT", "Route", "LabelEmbedder",
            "select_tokens", "gather_tokens", "scatter_tokens", "num_kept", "keep_to_mask", "check_gamma",
-           "TRDIT_SIZES", "TRDiT", "build_trdit", "PromptEmbedder", "SYSTEM_PROMPT"]
+           "TRDIT_SIZES", "TRDiT", "build_trdit", "PromptEmbedder", "SYSTEM_PROMPT", "check_model_interface",
+           "REQUIREMENTS"]
