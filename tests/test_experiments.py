@@ -390,6 +390,16 @@ def test_rows_shared_between_experiments(smoke):
     bad({"experiments": {"fig1": {"rows": {"x": {"same_as": "table2/cfg", "recipe": "cfg"}}}}}, "fig1.rows.x.recipe")
 
 
+def test_a_same_as_chain_keeps_the_nearest_label(smoke):
+    """Fig. A6 -> Fig. A5 ('SG', its own label) -> Table 2 ('+SG_FLOPS'): A6 shows A5's label."""
+    a5, a6 = smoke["experiments"]["figA5"]["rows"], smoke["experiments"]["figA6"]["rows"]
+    assert a5["sg"]["same_as"] == "table2/sg_flops" and a6["sg"]["same_as"] == "figA5/sg"
+    assert [r["label"] for r in a6.values()] == [r["label"] for r in a5.values()] == ["Unguided", "SG", "AG", "CFG"]
+    assert smoke["experiments"]["figA7"]["rows"]["sg_flops"]["label"] == "+SG_FLOPS"  # no label of its own: Table 2's
+    own = X.load_config("smoke", {"experiments": {"figA6": {"rows": {"sg": {"label": "SG (A6)"}}}}})
+    assert own["experiments"]["figA6"]["rows"]["sg"]["label"] == "SG (A6)"
+
+
 def test_figure_metrics_and_sampling_overrides(smoke):
     fig2 = smoke["experiments"]["fig2"]
     assert fig2["metrics"]["extractor"] == "classifier" and "acc" in fig2["metrics"]["metrics"]

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.text import Text
 
 from sparse_guidance import figures as F
 from sparse_guidance.errors import ConfigError
@@ -223,3 +224,41 @@ def test_curves_shows_large_iteration_counts_in_thousands():
     fmt = fig.axes[0].xaxis.get_major_formatter()
     assert fmt(250_000, 0) == "250k" and fmt(1_500_000, 0) == "1.5M"
     assert fig.axes[0].get_legend() is None
+
+
+def test_ticks_show_values_not_an_offset():
+    """Fig. 2's FIDs near 184.5 and Fig. 6's colour bar near 183.6 once read '+1.845e2': no offset."""
+    pts = [{"method": m, "step": s, "fid": 184.50 + 0.01 * s + 0.002 * k} for k, m in enumerate(["a", "b"])
+           for s in (1, 2, 3)]
+    fig = F.curves(pts)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    assert any(t.get_text().startswith("184.5") for t in ax.get_yticklabels())
+    cells = [{**c, "fid": 183.6 + 0.001 * c["fid"]} for c in sweep(omegas=(1.5,))]
+    fig = F.heatmaps(cells)
+    fig.canvas.draw()
+    cbar = next(a for a in fig.axes if not a.images)
+    assert cbar.yaxis.get_offset_text().get_text() == ""
+    assert all(t.get_text() == "" or t.get_text().startswith("183.6") for t in cbar.get_yticklabels())
+
+
+def test_curve_legend_sits_beside_the_axes():
+    pts = [{"method": m, "step": s, "fid": 10 - s + k} for k, m in enumerate(["CFG", "SG"]) for s in (1, 2, 3)]
+    fig = F.curves(pts)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    r = fig.canvas.get_renderer()
+    assert ax.get_legend().get_window_extent(r).x0 >= ax.get_window_extent(r).x1  # never over a point
+
+
+def test_scatter_labels_of_close_points_do_not_overlap():
+    """Fig. 1: '+ICG' and '+CFG' at nearly the same (GFLOPs, FID) once printed over each other."""
+    rows = [{"method": "SiT", "gflops": 0.15, "fid": 120.0, "baseline": True},
+            {"method": "+CFG", "gflops": 0.30, "fid": 95.0}, {"method": "+ICG", "gflops": 0.30, "fid": 95.3},
+            {"method": "+AG", "gflops": 0.30, "fid": 94.8}, {"method": "+SG_FLOPS", "gflops": 0.13, "fid": 96.0}]
+    fig = F.scatter_tradeoff(rows, highlight=["+SG_FLOPS"])
+    r = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, r) for t in fig.axes[0].texts]  # the labels, not their leader lines
+    assert len(boxes) == 5
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])

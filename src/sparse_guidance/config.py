@@ -777,9 +777,17 @@ def _check_experiments(cfg: dict) -> dict:
                     raise ConfigError(f"experiments.{name}.rows.{rid}.same_as={row['same_as']!r}: that row samples "
                                       f"prompt set {out[src[0]].get('prompts') or 'eval'!r}, this experiment "
                                       f"{e.get('prompts') or 'eval'!r}; give the row its own recipe.")
-                row.setdefault("label", target["label"])
+                row.setdefault("label", _chain_label(out, name, rid))
                 row["tags"] = {**target.get("tags", {}), **(row.get("tags") or {})}
     return out
+
+
+def _chain_label(exps: dict, experiment: str, row: str) -> str:
+    """The label of a same_as row: its own, else that of the nearest row along its chain that has one
+    (Fig. A6's rows -> Fig. A5's 'SG', not Table 2's '+SG_FLOPS' that Fig. A5's rows point to)."""
+    while exps[experiment]["rows"][row].get("label") is None:
+        experiment, row = exps[experiment]["rows"][row]["same_as"].split("/")
+    return exps[experiment]["rows"][row]["label"]
 
 
 def _baseline(e: dict, where: str) -> str:

@@ -20,7 +20,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import FuncFormatter
+from matplotlib.text import Text
+from matplotlib.ticker import FuncFormatter, ScalarFormatter
 
 from .io import atomic_open, write_text
 from .errors import ConfigError
@@ -106,7 +107,34 @@ def _thousands(v, _pos=None) -> str:
     return f"{v / 1e3:g}k" if abs(v) >= 1e3 else f"{v:g}"
 
 
+def _plain_ticks(*axes) -> None:
+    """Tick labels show the values themselves: no offset ('+1.845e2' beside the axis) and no
+    scientific multiplier on linear axes (colour bars included)."""
+    for ax in axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if isinstance(axis.get_major_formatter(), ScalarFormatter):
+                axis.get_major_formatter().set_useOffset(False)
+                axis.get_major_formatter().set_scientific(False)
+
+
+def _spread_labels(ax, texts, step_points: float = 9.0, tries: int = 12) -> None:
+    """Move point labels (annotations) apart until no two overlap: each label, in order, steps up
+    or down (alternately, further each time) from its point while it overlaps one placed before."""
+    renderer = ax.figure.canvas.get_renderer()
+    extent = lambda t: Text.get_window_extent(t, renderer)  # the text alone, not its leader line
+    placed = []
+    for t in texts:
+        x0, y0 = t.xyann
+        for k in range(tries + 1):
+            shift = (k + 1) // 2 * step_points * (1 if k % 2 else -1)
+            t.xyann = (x0, y0 + shift)
+            if not any(extent(t).expanded(1.02, 1.1).overlaps(b) for b in placed):
+                break
+        placed.append(extent(t))
+
+
 def _finish(fig, ax, title, xlabel, ylabel):
+    _plain_ticks(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -167,8 +195,8 @@ def curves(points, *, x="step", y="fid", group="method", yerr=None, title="",
         ax.set_xscale("log")
     elif max(abs(p[x]) for p in points) >= 10_000:  # training iterations: 100k, 1.2M
         ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
-    if len(groups) > 1 or groups[0] is not None:
-        ax.legend(fontsize=8, frameon=False)
+    if len(groups) > 1 or groups[0] is not None:  # beside the axes, where it cannot hide a point
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return _finish(fig, ax, title, xlabel, ylabel)
 
 
@@ -258,6 +286,7 @@ def heatmaps(cells, *, value="fid", facet="omega", x="gamma_strong", y="gamma_we
                 ax.set_ylabel(ylabel if rv is None else f"{rv}\n{ylabel}")
     cbar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9, extend="both" if clip else "neither")
     cbar.set_label(value_label)
+    _plain_ticks(cbar.ax)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -287,16 +316,21 @@ def scatter_tradeoff(rows, *, x="gflops", y="fid", label="method", title="",
         if r.get("baseline"):
             ax.axhline(r[y], linestyle="--", color="grey", linewidth=1, zorder=0)
             ax.axvline(r[x], linestyle="--", color="grey", linewidth=1, zorder=0)
+    texts = []
     for r in rows:
         name = str(r.get(label, ""))
         hl = is_hl(name)
         color = HIGHLIGHT_COLOR if hl else OTHER_COLOR
         ax.scatter([r[x]], [r[y]], color=color, s=40 if hl else 25, zorder=3,
                    marker="*" if hl else "o")
-        ax.annotate(name, (r[x], r[y]), xytext=(5, 3), textcoords="offset points", fontsize=8,
-                    color=color, fontweight="bold" if hl else "normal")
+        texts.append(ax.annotate(name, (r[x], r[y]), xytext=(5, 3), textcoords="offset points", fontsize=8,
+                                 color=color, fontweight="bold" if hl else "normal",
+                                 arrowprops={"arrowstyle": "-", "color": color, "linewidth": 0.5, "shrinkA": 0,
+                                             "shrinkB": 3}))
     ax.margins(0.15)
-    return _finish(fig, ax, title, xlabel, ylabel)
+    fig = _finish(fig, ax, title, xlabel, ylabel)
+    _spread_labels(ax, texts)  # after the layout: positions in points are final
+    return fig
 
 
 def bars(rows, *, x="label", y="value", yerr=None, group=None, title="", ylabel="", xlabel="",

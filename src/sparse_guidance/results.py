@@ -10,6 +10,8 @@ combined with new ones; the error names the file and the command that remakes it
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -107,6 +109,32 @@ def aggregate(df: pd.DataFrame, keys=METRIC_KEYS) -> pd.DataFrame:
         out.append(rec)
     frame = pd.DataFrame(out, dtype=object)
     return frame.drop(columns=["base"])
+
+
+def class_names(cfg: dict, classes) -> list[str]:
+    """Names of class labels for a figure: Fashion-MNIST's own names, else 'class <k>' (ImageNet's
+    names are not shipped)."""
+    if cfg["data"].get("dataset") == "fashion_mnist":
+        from .data.fashion_mnist import CLASSES
+        return [CLASSES[int(c)] for c in classes]
+    return [f"class {int(c)}" for c in classes]
+
+
+def grid_column_titles(cfg: dict, classes, ncols: int) -> list[str] | None:
+    """Column titles of a sample grid whose columns go class by class (``row_images`` with
+    ``classes``): each class's name above its first column, the others blank; None without classes."""
+    if not classes:
+        return None
+    per = -(-ncols // len(classes))
+    return [name if k == 0 else "" for name in class_names(cfg, classes) for k in range(per)][:ncols]
+
+
+def grid_row_label(record: dict) -> str:
+    """A sample grid's row label: the method, and its guidance scale where it has one (ω != 1)."""
+    omega = record.get("omega")
+    if omega is None or (isinstance(omega, float) and math.isnan(omega)) or float(omega) == 1.0:
+        return str(record["method"])
+    return f"{record['method']}\nω = {float(omega):g}"
 
 
 def row_images(cfg: dict, source: str, n: int, classes=None) -> np.ndarray:
