@@ -31,3 +31,14 @@ def test_a_grid_draws_its_class_titles():
     top = fig.axes[0]
     assert [t.get_text() for t in top.get_xticklabels()] == ["T-shirt/top", "", "Trouser", ""]
     assert [ax.get_ylabel() for ax in fig.axes] == ["SG\nω = 2.5", "CFG\nω = 1.5"]
+
+
+def test_classifier_scores_are_never_named_fid():
+    import pandas as pd
+    cfg = C.load_config("smoke")
+    df = pd.DataFrame([{"method": "SG", "fid": 90.0, "fid_std": 1.0, "paper_fid": 2.1, "acc": 0.9}])
+    assert cfg["experiments"]["fig4"]["metrics"]["extractor"] == "classifier"
+    named = R.named_columns(cfg, "fig4", df)
+    assert list(named.columns) == ["method", "classifier_fd", "classifier_fd_std", "paper_fid", "acc"]
+    assert cfg["experiments"]["table2"]["metrics"]["extractor"] != "classifier"
+    assert list(R.named_columns(cfg, "table2", df).columns) == list(df.columns)  # Inception: FID it is

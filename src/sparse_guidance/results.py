@@ -111,6 +111,15 @@ def aggregate(df: pd.DataFrame, keys=METRIC_KEYS) -> pd.DataFrame:
     return frame.drop(columns=["base"])
 
 
+def named_columns(cfg: dict, experiment: str, df: pd.DataFrame) -> pd.DataFrame:
+    """The DataFrame a report shows and writes to its CSV, its score columns named for what measured
+    them: under the classifier extractor, fid -> classifier_fd (and _std), never FID. (The paper's
+    own values, paper_fid, are FIDs and keep their name.)"""
+    if C.experiment(cfg, experiment)["metrics"]["extractor"] != "classifier":
+        return df
+    return df.rename(columns={"fid": "classifier_fd", "fid_std": "classifier_fd_std"})
+
+
 def class_names(cfg: dict, classes) -> list[str]:
     """Names of class labels for a figure: Fashion-MNIST's own names, else 'class <k>' (ImageNet's
     names are not shipped)."""
