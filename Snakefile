@@ -76,6 +76,9 @@ localrules:
     all,
 
 
+report: "workflow/report/workflow.rst"   # `snakemake --report report.html`: the tables and figures marked report()
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

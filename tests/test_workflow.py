@@ -325,6 +325,19 @@ def test_smoke_figures(repo, smoke_run):
     assert sorted(r["model"] for r in fig8) == ["masking", "routing"]
 
 
+def test_the_report_holds_every_table_and_figure(repo, smoke_run, tmp_path):
+    """`snakemake --report report.html`: one self-contained page of the outputs marked report()."""
+    assert smoke_run[0].returncode == 0
+    page = tmp_path / "report.html"
+    p = snakemake(repo, "--report", str(page), "--config", "preset=smoke")
+    assert p.returncode == 0 and page.exists(), output(p)[-3000:]
+    html = page.read_text(errors="replace")
+    from sparse_guidance import config as X
+    for name in (*X.FIGURES, "table1", "table2", "table3", "claims"):
+        assert f"{name}.csv" in html, name
+    assert "classifier FD" in html  # the workflow's description
+
+
 def test_smoke_tables_4_and_5(repo, smoke_run):
     """The text-to-image track ran inside `all`: Tables 4-5 beside the others, its files under t2i/."""
     assert smoke_run[0].returncode == 0

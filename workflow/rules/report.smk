@@ -20,7 +20,8 @@ rule report_table:
         unpack(report_inputs),
         notebook=lambda w: REPORT_NOTEBOOKS[w.experiment],
     output:
-        csv=f"{R}/tables/{{experiment}}.csv",
+        csv=report(f"{R}/tables/{{experiment}}.csv", caption="../report/table.rst", category="Tables",
+                   labels={"table": "{experiment}", "file": "CSV"}),
         md=f"{R}/tables/{{experiment}}.md",
         tex=f"{R}/tables/{{experiment}}.tex",
     log:
@@ -47,9 +48,11 @@ rule report_figure:
         unpack(report_inputs),
         notebook=lambda w: REPORT_NOTEBOOKS[w.experiment],
     output:
-        png=f"{R}/figures/{{experiment}}.png",
+        png=report(f"{R}/figures/{{experiment}}.png", caption="../report/figure.rst", category="Figures",
+                   labels={"figure": "{experiment}", "file": "plot"}),
         pdf=f"{R}/figures/{{experiment}}.pdf",
-        csv=f"{R}/figures/{{experiment}}.csv",
+        csv=report(f"{R}/figures/{{experiment}}.csv", caption="../report/figure.rst", category="Figures",
+                   labels={"figure": "{experiment}", "file": "data"}),
     log:
         notebook=f"{R}/notebooks/report-{{experiment}}.ipynb",
         txt=f"{R}/logs/report-{{experiment}}.log",
@@ -72,7 +75,8 @@ rule claims:  # `snakemake claims`: the paper's claims tested on the tables and 
         unpack(claims_inputs),
         notebook="notebooks/15_claims.ipynb",
     output:
-        csv=f"{R}/tables/claims.csv",
+        csv=report(f"{R}/tables/claims.csv", caption="../report/claims.rst", category="Claims",
+                   labels={"table": "claims", "file": "CSV"}),
         md=f"{R}/tables/claims.md",
         tex=f"{R}/tables/claims.tex",
     log:

@@ -262,7 +262,8 @@ if T2I is not None:
             unpack(lambda w: report_inputs(w, T2I)),
             notebook=lambda w: T2I_NOTEBOOKS[w.experiment],
         output:
-            csv=f"{R}/tables/{{experiment}}.csv",
+            csv=report(f"{R}/tables/{{experiment}}.csv", caption="../report/table.rst", category="Tables",
+                       labels={"table": "{experiment}", "file": "CSV"}),
             md=f"{R}/tables/{{experiment}}.md",
             tex=f"{R}/tables/{{experiment}}.tex",
         log:
@@ -289,9 +290,11 @@ if T2I is not None:
             unpack(lambda w: prompt_inputs(w, T2I)),
             notebook=lambda w: T2I_NOTEBOOKS[w.experiment],
         output:
-            png=f"{R}/figures/{{experiment}}.png",
+            png=report(f"{R}/figures/{{experiment}}.png", caption="../report/figure.rst", category="Figures",
+                       labels={"figure": "{experiment}", "file": "plot"}),
             pdf=f"{R}/figures/{{experiment}}.pdf",
-            csv=f"{R}/figures/{{experiment}}.csv",
+            csv=report(f"{R}/figures/{{experiment}}.csv", caption="../report/figure.rst", category="Figures",
+                       labels={"figure": "{experiment}", "file": "data"}),
         log:
             notebook=f"{RT}/notebooks/report-{{experiment}}.ipynb",
             txt=f"{RT}/logs/report-{{experiment}}.log",
@@ -318,7 +321,8 @@ if T2I is not None:
         output:
             cells=f"{RT}/throughput/figA1.csv",
             info=f"{RT}/throughput/figA1.json",
-            png=f"{R}/figures/figA1.png",
+            png=report(f"{R}/figures/figA1.png", caption="../report/throughput.rst", category="Figures",
+                       labels={"figure": "figA1", "file": "plot"}),
             pdf=f"{R}/figures/figA1.pdf",
             csv=f"{R}/figures/figA1.csv",
         log:
