@@ -127,8 +127,10 @@ def test_every_workflow_job_runs_its_notebook_through_notebook_job(tmp_path):
 
 def test_progress_bars_are_widgets_in_jupyter_and_text_in_a_workflow_job(tmp_path):
     """A notebook opened in JupyterLab draws widget bars (ipywidgets, the workflow extra); the same
-    notebook as a workflow job (SPARSE_GUIDANCE_JOB=1) writes text bars, which its log shows."""
-    write_notebook(tmp_path / "bars.ipynb", "from sparse_guidance.progress import tqdm\n"
+    notebook as a workflow job (SPARSE_GUIDANCE_JOB=1; workflow.setup switches) writes text bars,
+    which its log shows."""
+    write_notebook(tmp_path / "bars.ipynb", "from sparse_guidance import workflow\nworkflow.setup('smoke')\n"
+                   "from sparse_guidance.progress import tqdm\n"
                    "from tqdm.notebook import tqdm as widget_bar\nbar = tqdm(range(3), desc='steps')\nlist(bar)\n"
                    "print('BAR', 'widget' if isinstance(bar, widget_bar) else 'text')")
     kinds = {}

@@ -89,3 +89,10 @@ def test_the_library_modules_say_which_command_to_run():
     p = subprocess.run([sys.executable, "-m", "sparse_guidance.sampling", "--help"], capture_output=True, text=True,
                        timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert p.returncode == 0 and "python -m sparse_guidance.sample" in p.stdout, p.stdout + p.stderr
+
+
+def test_the_package_has_no_import_cycle_and_no_local_import():
+    """README, Layout: scripts/import_graph.py exits non-zero on either."""
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "import_graph.py")], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert p.returncode == 0 and "no import cycle, no function-local import" in p.stdout + p.stderr, p.stdout[-2000:] + p.stderr

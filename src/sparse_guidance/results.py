@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import config as C
+from .data.fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
 from .errors import ConfigError
 from .guidance import resolve_recipe
 from .layout import Layout, read_made
@@ -124,8 +125,7 @@ def class_names(cfg: dict, classes) -> list[str]:
     """Names of class labels for a figure: Fashion-MNIST's own names, else 'class <k>' (ImageNet's
     names are not shipped)."""
     if cfg["data"].get("dataset") == "fashion_mnist":
-        from .data.fashion_mnist import CLASSES
-        return [CLASSES[int(c)] for c in classes]
+        return [FASHION_MNIST_CLASSES[int(c)] for c in classes]
     return [f"class {int(c)}" for c in classes]
 
 

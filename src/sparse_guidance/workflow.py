@@ -22,6 +22,7 @@ import tempfile
 import warnings
 
 from . import config as C
+from . import progress
 from .errors import ConfigError
 
 JOB_ENV = "SPARSE_GUIDANCE_JOB"              # set by every rule's command: "1" in a workflow job
@@ -34,6 +35,7 @@ def setup(preset: str = C.DEFAULT_PRESET, overrides: dict | None = None, track: 
     run's --config overrides; with ``track`` (text_to_image) that track's config (config.track_config).
     Torch's CPU threads follow OMP_NUM_THREADS (the job's threads)."""
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: text bars
+    progress.use_text_bars(in_workflow())  # a job's log shows text bars; JupyterLab draws widgets
     os.chdir(C.repo_root())
     if not overrides and in_workflow():
         overrides = json.loads(os.environ.get(OVERRIDES_ENV, "{}"))
