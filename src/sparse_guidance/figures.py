@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
-from matplotlib.ticker import FuncFormatter, ScalarFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, ScalarFormatter
 
 from .io import atomic_open, write_text
 from .errors import ConfigError
@@ -328,6 +328,7 @@ def scatter_tradeoff(rows, *, x="gflops", y="fid", label="method", title="",
                                  arrowprops={"arrowstyle": "-", "color": color, "linewidth": 0.5, "shrinkA": 0,
                                              "shrinkB": 3}))
     ax.margins(0.15)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # values in full (no offset) need room: 5 ticks
     fig = _finish(fig, ax, title, xlabel, ylabel)
     _spread_labels(ax, texts)  # after the layout: positions in points are final
     return fig

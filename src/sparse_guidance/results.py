@@ -114,11 +114,11 @@ def aggregate(df: pd.DataFrame, keys=METRIC_KEYS) -> pd.DataFrame:
 
 def named_columns(cfg: dict, experiment: str, df: pd.DataFrame) -> pd.DataFrame:
     """The DataFrame a report shows and writes to its CSV, its score columns named for what measured
-    them: under the classifier extractor, fid -> classifier_fd (and _std), never FID. (The paper's
+    them: under the classifier extractor, fid -> classifier_fd (and _std, _n), never FID. (The paper's
     own values, paper_fid, are FIDs and keep their name.)"""
     if C.experiment(cfg, experiment)["metrics"]["extractor"] != "classifier":
         return df
-    return df.rename(columns={"fid": "classifier_fd", "fid_std": "classifier_fd_std"})
+    return df.rename(columns={"fid": "classifier_fd", "fid_std": "classifier_fd_std", "fid_n": "classifier_fd_n"})
 
 
 def class_names(cfg: dict, classes) -> list[str]:
@@ -129,13 +129,27 @@ def class_names(cfg: dict, classes) -> list[str]:
     return [f"class {int(c)}" for c in classes]
 
 
-def grid_column_titles(cfg: dict, classes, ncols: int) -> list[str] | None:
-    """Column titles of a sample grid whose columns go class by class (``row_images`` with
-    ``classes``): each class's name above its first column, the others blank; None without classes."""
-    if not classes:
+def grid_column_titles(cfg: dict, labels) -> list[str] | None:
+    """Column titles of a sample grid whose columns go class by class (``row_samples`` with
+    ``classes``): each class's name above its first column, the others blank; None without labels.
+    From the labels of the images shown, so a class with fewer samples than its share keeps its name
+    above its own columns."""
+    if labels is None:
         return None
-    per = -(-ncols // len(classes))
-    return [name if k == 0 else "" for name in class_names(cfg, classes) for k in range(per)][:ncols]
+    labels = [int(c) for c in labels]
+    names = dict(zip(labels, class_names(cfg, labels)))
+    return [names[c] if k == 0 or c != labels[k - 1] else "" for k, c in enumerate(labels)]
+
+
+def sample_grid(cfg: dict, df: pd.DataFrame, ncols: int, classes=None) -> tuple[dict, list[str] | None]:
+    """Figs. A5-A9: {row label (method, ω): its first ``ncols`` samples} and the column titles (each
+    class named above its first column, from the samples shown; None without ``classes``)."""
+    rows = {grid_row_label(r): row_samples(cfg, r["source"], ncols, classes) for r in df.to_dict("records")}
+    images = {name: imgs for name, (imgs, _) in rows.items()}
+    if not classes or not rows:
+        return images, None
+    shown = min(len(i) for i in images.values())
+    return images, grid_column_titles(cfg, next(iter(rows.values()))[1][:shown])
 
 
 def grid_row_label(record: dict) -> str:
@@ -146,10 +160,10 @@ def grid_row_label(record: dict) -> str:
     return f"{record['method']}\nω = {float(omega):g}"
 
 
-def row_images(cfg: dict, source: str, n: int, classes=None) -> np.ndarray:
-    """The first n samples of a row ('<experiment>/<row>' whose samples exist; uint8 NHWC), of the given
-    classes only when ``classes`` is set (class by class, in that order: column j of every row shows the
-    same class and noise index)."""
+def row_samples(cfg: dict, source: str, n: int, classes=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first n samples of a row ('<experiment>/<row>' whose samples exist; uint8 NHWC) and their
+    labels, of the given classes only when ``classes`` is set (class by class, in that order: column j
+    of every row shows the same class and noise index; a class with fewer samples gives fewer columns)."""
     e2, r2 = source.split("/")
     with np.load(Layout(cfg).samples(e2, r2)) as z:
         images = z["arr_0"]
@@ -158,5 +172,11 @@ def row_images(cfg: dict, source: str, n: int, classes=None) -> np.ndarray:
         if labels is None:
             raise ConfigError(f"samples of {e2}/{r2} carry no labels (arr_1); resample them to pick classes.")
         per = -(-n // len(classes))
-        images = images[np.concatenate([np.flatnonzero(labels == c)[:per] for c in classes])]
-    return images[:n]
+        pick = np.concatenate([np.flatnonzero(labels == c)[:per] for c in classes])
+        images, labels = images[pick], labels[pick]
+    return images[:n], (None if labels is None else labels[:n])
+
+
+def row_images(cfg: dict, source: str, n: int, classes=None) -> np.ndarray:
+    """``row_samples`` without the labels."""
+    return row_samples(cfg, source, n, classes)[0]
