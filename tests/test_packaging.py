@@ -1,5 +1,6 @@
-"""Packaging: the declared dependencies are the imported ones, the licence and the citation agree,
-the offline assets are hash-pinned, and the library finds its presets outside a checkout."""
+"""Packaging: the declared dependencies are the imported ones, the lock pins them all and is what
+the environment holds, the licence and the citation agree, the offline assets are hash-pinned, and
+the library finds its presets outside a checkout."""
 from __future__ import annotations
 
 import ast
@@ -12,6 +13,8 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from importlib import metadata
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -46,6 +49,46 @@ def test_the_library_declares_what_it_imports():
     unused = deps - imported - {"tabulate"}  # tabulate: pandas' to_markdown imports it
     assert unused == set(), "declared but never imported"
     assert {"snakemake", "papermill", "jupyterlab"} <= workflow and not {"snakemake", "papermill"} & deps
+
+
+def lock_pins() -> dict[str, str]:
+    """envs/requirements.lock as {normalised name: version} (uv's format: `name==version` lines)."""
+    pins = {}
+    for line in (ROOT / "envs" / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            name, version = line.split("==")
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def test_the_lock_pins_every_declared_dependency_within_its_range():
+    pins = lock_pins()
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    for spec in PYPROJECT["project"]["dependencies"] + extras["workflow"] + extras["dev"]:
+        req = Requirement(spec)
+        name = req.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is declared in pyproject.toml but not in the lock: run bash scripts/lock.sh"
+        assert req.specifier.contains(pins[name], prereleases=True), (name, str(req.specifier), pins[name])
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+
+
+def test_the_environment_is_the_lock():
+    # scripts/setup.sh installs from the lock, and environment.yml does too; rfc3987-syntax is the
+    # one pin setup.sh removes again (it slows every jsonschema import, see setup.sh)
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert "pip install -q -r envs/requirements.lock -e \".[workflow,dev]\"" in setup
+    conda = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_lines = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert "-r envs/requirements.lock" in pip_lines
+    wrong = {}
+    for name, version in lock_pins().items():
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        if installed != version and not (name == "rfc3987-syntax" and installed is None):
+            wrong[name] = (version, installed)
+    assert wrong == {}, f"installed versions differ from envs/requirements.lock (lock, installed): {wrong}"
 
 
 def test_licence_and_citation_agree():
