@@ -139,6 +139,17 @@ def test_dry_runs_every_preset_and_profile(repo, tmp_path):
     assert "results/embedded/" in output(done[("default", "embedded")])
 
 
+def test_imagenet_target_is_all_without_the_text_to_image_track(repo):
+    """`snakemake imagenet`: every class-conditional table and figure and the claims, no t2i job."""
+    imagenet, every = (snakemake(repo, "-n", "--nolock", "--forceall", t, "--config", "preset=smoke")
+                       for t in ("imagenet", "all"))
+    assert imagenet.returncode == 0 and every.returncode == 0, output(imagenet)[-3000:]
+    rules = lambda p: re.findall(r"^(?:local)?rule (\w+):", output(p), flags=re.M)  # noqa: E731
+    assert "claims" in rules(imagenet) and not [r for r in rules(imagenet) if r.startswith("t2i_")]
+    assert sorted(r for r in rules(every) if not r.startswith("t2i_") and r != "all") == \
+        sorted(r for r in rules(imagenet) if r != "imagenet")   # the same jobs, as many of each
+
+
 BAD = {  # name: (how it is injected, YAML or --config items, what the message must name)
     "unknown target": ("target", "no_such_target", ["No rule to produce no_such_target"]),
     "unknown config key": ("config", "bogus_key=1", ["unknown config key(s) bogus_key"]),
