@@ -430,3 +430,15 @@ def test_the_run_most_rows_need_trains_first():
     cfg = X.load_config("embedded")
     p = {r: X.train_priority(cfg, r) for r in cfg["runs"]}
     assert p["routing"] > p["masking"] > p["dense"] > 5 and p["routing_ft600"] > 5
+
+
+def test_an_experiment_of_reused_rows_is_labelled_with_the_n_its_rows_were_scored_at():
+    """Fig. 1 and Table 3 show Table 2's rows: their FID@n is Table 2's n, not the preset default."""
+    from sparse_guidance import results as R
+    cfg = X.load_config("embedded")
+    n2 = cfg["experiments"]["table2"]["metrics"]["n"]
+    assert n2 != cfg["experiments"]["fig1"]["metrics"]["n"]  # else the test would not tell them apart
+    for e in ("fig1", "table3", "figA7"):
+        assert X.metrics_of(cfg, e) == cfg["experiments"]["table2"]["metrics"], e
+    assert R.metric_label(cfg, "fig1") == ("fid", f"FID@{n2}")
+    assert X.metrics_of(cfg, "fig5") is cfg["experiments"]["fig5"]["metrics"]  # rows of its own

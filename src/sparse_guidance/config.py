@@ -927,6 +927,20 @@ def experiment(cfg: dict, name: str) -> dict:
     return cfg["experiments"][name]
 
 
+def metrics_of(cfg: dict, name: str) -> dict:
+    """The metrics settings an experiment's numbers were measured with: its own, or, when every row
+    reuses (same_as) the rows of one other experiment, that experiment's (Fig. 1 and Table 3 show
+    Table 2's rows, scored at Table 2's n)."""
+    exp = experiment(cfg, name)
+    rows = exp.get("rows") or {}
+    sources = {r["same_as"].split("/")[0] for r in rows.values() if r.get("same_as")}
+    if rows and len(sources) == 1 and all(r.get("same_as") for r in rows.values()):
+        (source,) = sources
+        if source != name and source in cfg["experiments"]:
+            return metrics_of(cfg, source)
+    return exp["metrics"]
+
+
 def row_spec(cfg: dict, exp_name: str, row: str) -> dict:
     exp = experiment(cfg, exp_name)
     if row not in exp["rows"]:

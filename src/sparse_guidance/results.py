@@ -47,7 +47,8 @@ def metric_label(cfg: dict, experiment: str, key: str | None = None) -> tuple[st
     for its feature network (classifier FD is never called FID)."""
     exp = C.experiment(cfg, experiment)
     key = key or exp["plot"].get("metric", "fid")
-    return key, C.score_label(exp["metrics"]["extractor"], key, exp["metrics"]["n"] if key == "fid" else None)
+    m = C.metrics_of(cfg, experiment)   # a figure of another experiment's rows: scored at that one's n
+    return key, C.score_label(m["extractor"], key, m["n"] if key == "fid" else None)
 
 
 def load(cfg: dict, experiment: str) -> pd.DataFrame:

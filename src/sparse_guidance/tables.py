@@ -228,7 +228,7 @@ def table4_paper_columns() -> list[tuple]:
 
 def scale_note(cfg: dict, experiment: str, df: pd.DataFrame) -> str:
     exp = C.experiment(cfg, experiment)
-    m, s = exp["metrics"], exp["sampling"]
+    m, s = C.metrics_of(cfg, experiment), exp["sampling"]   # Table 3's rows are Table 2's, at its n
     refs = set(df["ref_n"])
     ref_n = refs.pop() if len(refs) == 1 else None
     feat = "the pipeline's Fashion-MNIST classifier features (not Inception)" if m["extractor"] == "classifier" \
