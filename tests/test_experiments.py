@@ -251,7 +251,8 @@ def test_snakemake_validates_the_loaded_config_with_the_same_schema():
 def test_schema_messages_say_what_a_value_must_be():
     bad({"compute": {"nproc": "many"}}, "compute.nproc='many'", "'auto' or a number of processes")
     bad({"runs": {"routing": {"train": {"betas": [0.9]}}}}, "runs.routing.train.betas=[0.9]", "two numbers")
-    bad({"sampling": {"bf16": "yes"}}, "sampling.bf16='yes' must be true or false")
+    bad({"sampling": {"bf16": "yes"}}, "sampling.bf16='yes'; choose one of true, false, auto.")
+    bad({"runs": {"routing": {"train": {"bf16": 1}}}}, "runs.routing.train.bf16=1; choose one of true, false, auto.")
     bad({"experiments": {"fig1": {"rows": {"x": {"same_as": "table2/cfg", "seed": 3}}}}}, "fig1.rows.x.seed",
         "samples nothing")
     bad(rows(cfg={"label": None}), "experiments.table2.rows.cfg.label=None must be a string")

@@ -127,3 +127,19 @@ def test_the_prepared_gpu_check_runs_its_cpu_form(tmp_path):
     for step in ("environment", "sampling", "training", "ddp", "vae", "inception"):
         assert f"## {step}: ok" in report, report
     assert "| SG_FID |" in report and "dense / routed: time" in report and "failed: none" in report
+
+
+def test_bf16_auto_follows_the_cpus_bf16_kernels(monkeypatch):
+    """auto: bf16 on a CPU with AVX512-BF16 or AMX, fp32 on one without (where bf16 is emulated);
+    true and false are kept; anything else is refused by name."""
+    for avx512_bf16, amx, expected in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+        assert P.native_bf16("cpu") is expected and P.use_bf16("auto", "cpu") is expected
+        assert P.use_bf16(True, "cpu") is True and P.use_bf16(False, "cpu") is False
+    with pytest.raises(ConfigError, match="bf16='yes'; choose true, false or auto"):
+        P.use_bf16("yes", "cpu")
+    from sparse_guidance.train import TrainConfig
+    assert TrainConfig.from_dict({**CFG, "bf16": "auto"}).bf16 == "auto"
+    with pytest.raises(ConfigError, match=r"train.bf16=1; choose true, false or auto"):
+        TrainConfig.from_dict({**CFG, "bf16": 1})

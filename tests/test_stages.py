@@ -255,3 +255,47 @@ def test_results_are_never_combined_with_files_of_other_settings(cfg):
     write_json(info, {**read_json(info), "config_digest": "stale"})
     with pytest.raises(ConfigError, match="unguided.json"):
         R.load(small, "table2")
+
+
+@fashion
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_auto_is_bf16_only_where_the_device_has_it(cfg, monkeypatch, native):
+    """bf16: auto trains and samples in bf16 on a device with native bf16 and in fp32 elsewhere (the
+    same weights and images as bf16: false/true), and the jobs record what it resolved to; batches of
+    a killed job drawn in the other precision are not reused."""
+    from sparse_guidance import performance
+
+    monkeypatch.setattr(performance, "native_bf16", lambda device: native)
+    explicit = X.load_config("smoke", {"results_dir": cfg["results_dir"] + "-explicit", "data": {"train_limit": 64},
+                                       "runs": {"routing": {"train": {"bf16": native}}},
+                                       "sampling": {"bf16": native}})
+    auto = X.load_config("smoke", {"results_dir": cfg["results_dir"], "data": {"train_limit": 64},
+                                   "runs": {"routing": {"train": {"bf16": "auto"}}},
+                                   "sampling": {"bf16": "auto"},
+                                   "experiments": {"table2": {"sampling": {"batch_size": 8}}}})
+    for c in (explicit, auto):
+        prepare(c, "routing")
+        assert read_json(Layout(c).run_summary("routing"))["bf16"] is native
+        assert P.sample_row(c, "table2", "unguided", progress=False)["bf16"] is native
+    a, b = (read_checkpoint(Layout(c).checkpoint("routing"))["ema"] for c in (explicit, auto))
+    assert all(torch.equal(a[k], b[k]) for k in a)   # auto trained exactly as the explicit setting
+    images = [np.load(Layout(c).samples("table2", "unguided"))["arr_0"] for c in (explicit, auto)]
+    assert np.array_equal(*images)
+
+    # a job killed after its first batch, resumed where the other precision is native: starts over
+    real, calls = sample_set.sample, []
+
+    def dies_on_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(sample_set, "sample", dies_on_second)
+    Path(Layout(auto).samples("table2", "unguided")).unlink()
+    with pytest.raises(KeyboardInterrupt):
+        P.sample_row(auto, "table2", "unguided", progress=False)
+    monkeypatch.setattr(sample_set, "sample", real)
+    monkeypatch.setattr(performance, "native_bf16", lambda device: not native)
+    info = P.sample_row(auto, "table2", "unguided", progress=False)
+    assert info["batches_resumed"] == 0 and info["bf16"] is (not native)

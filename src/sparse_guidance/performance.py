@@ -32,6 +32,32 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
+def native_bf16(device) -> bool:
+    """Whether ``device`` computes bf16 matrix products in hardware: a CUDA GPU that supports bf16, or
+    an x86 CPU with AVX512-BF16 or AMX (oneDNN's bf16 kernels). Other CPUs (AVX2, AVX-512 without
+    BF16, ARM) convert bf16 in software; on an Ice Lake Xeon (AVX-512, no BF16) bf16 autocast made
+    the embedded training step 2.26x and sampling 2.3x slower than fp32 (benchmark_training.py,
+    benchmark_sampling.py; README, "Time on 2 CPU cores")."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                    or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+    return False
+
+
+def use_bf16(setting, device) -> bool:
+    """A config's ``bf16`` (true, false or "auto") on ``device``: auto is bf16 where it is native
+    (native_bf16), fp32 elsewhere. The jobs record what it resolved to (samples/*.json, summary.json)."""
+    if setting == "auto":
+        return native_bf16(device)
+    if not isinstance(setting, bool):
+        raise ConfigError(f"bf16={setting!r}; choose true, false or auto.")
+    return setting
+
+
 def configure_backends(device) -> dict:
     """TF32 for the float32 matrix products and convolutions that run outside bf16 autocast, on CUDA
     only (a CPU has no TF32, and its results must not move). Returns what it set."""

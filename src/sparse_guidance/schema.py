@@ -70,7 +70,8 @@ def message(error, prefix: str = "") -> str:
         return f"{where or 'the config'} is missing {', '.join(f'{where}.{k}' if where else k for k in missing)}."
     if kind == "enum":
         where = _where(prefix, [p for p in error.absolute_path if not isinstance(p, int)])  # list items: the list
-        return f"{where}={v!r}; choose one of {', '.join(map(str, arg))}."
+        words = ("true" if a is True else "false" if a is False else str(a) for a in arg)  # YAML's spelling
+        return f"{where}={v!r}; choose one of {', '.join(words)}."
     if kind == "pattern":
         return f"{where}: {v!r} is not {_must_be(error)}."
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):

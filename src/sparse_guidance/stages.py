@@ -30,7 +30,7 @@ from .flops import FlopCounter, recipe_gflops
 from .guidance import resolve_recipe
 from .models.adapters import as_velocity
 from .models.formats import FORMATS, architecture, detect_format, state_dict, without_sigma
-from .performance import configure_backends
+from .performance import configure_backends, use_bf16
 from .io import copy_file, digest, file_hash, publish, read_json, write_json
 from .layout import Layout, job_digest, resume_key, train_outputs
 from .train import RESUMABLE_KEYS, TrainConfig, checkpoint_path, rank_world, train
@@ -215,7 +215,8 @@ def run_training(cfg: dict, run: str, device=None, progress: bool = True) -> dic
     summary = {"run": run, "steps": tc.steps, "batch_size": tc.batch_size, "images_seen": tc.steps * tc.batch_size,
                "save_steps": sorted(tc.save_steps), "seconds_this_job": round(seconds, 1),
                "final_loss": log[-1]["loss"] if log else None, "num_latents": len(dataset),
-               "parameters": sum(p.numel() for p in model.parameters())}
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "bf16": use_bf16(tc.bf16, device)}   # what train.bf16 resolved to on this device
     if world > 1:
         summary["processes"] = world
     write_json(outputs["summary"], summary)
@@ -394,16 +395,17 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
     codec = build_codec_of(cfg).to(device)
     key = job_digest(cfg, "sample", experiment=experiment, row=row)
     # finished batches are reused only if made from these very inputs: the settings, the data they
-    # were trained on, the bytes of each checkpoint (a retrained or replaced one starts over) and the
-    # decoder's weights
+    # were trained on, the bytes of each checkpoint (a retrained or replaced one starts over), the
+    # decoder's weights and the precision bf16 resolved to on this device
+    bf16 = use_bf16(s["bf16"], device)
     parts_key = digest({"job": key, "data": cfg["data"], "codec_weights": codec.weights_digest(), "recipe": spec["recipe"],
-                        "checkpoints": {k: file_hash(p) for k, p in row_checkpoints(cfg, spec).items()}})
+                        "checkpoints": {k: file_hash(p) for k, p in row_checkpoints(cfg, spec).items()}, "bf16": bf16})
     latent = cfg["model"]
     drawn = sample_set.draw(models, recipe, layout.samples(experiment, row), num_samples=s["num_samples"],
                             batch_size=s["batch_size"], shape=(latent["in_channels"], latent["input_size"], latent["input_size"]),
                             num_conditions=num_conditions(cfg, prompt_set), seed=seed, decode=codec.decode,
                             key=parts_key, label_mode=s["labels"], steps=s["steps"], solver=s["solver"],
-                            bf16=s["bf16"], device=device, progress=progress, desc=f"sampling {experiment}/{row}")
+                            bf16=bf16, device=device, progress=progress, desc=f"sampling {experiment}/{row}")
     gflops = recipe_gflops({k: FlopCounter(m) for k, m in models.items()}, spec["recipe"], s["steps"])
     n, total = drawn["num_samples"], drawn["sampling_seconds"]
     info = {"experiment": experiment, "row": row, "label": spec["label"], "recipe": recipe.to_dict(),
@@ -412,7 +414,7 @@ def sample_row(cfg: dict, experiment: str, row: str, device=None, progress: bool
             "image_shape": drawn["image_shape"], "sampling_seconds": total,
             "seconds_per_sample": round(total / n, 5), "gflops": round(gflops, 6),
             "batches_resumed": drawn["batches_resumed"], "device": str(device),
-            "threads": torch.get_num_threads(), "tuned": describe_tuning(choice),
+            "threads": torch.get_num_threads(), "bf16": bf16, "tuned": describe_tuning(choice),
             "config_digest": key}
     if is_text(cfg):
         info["prompts"] = prompt_set

@@ -31,6 +31,7 @@ from .errors import ConfigError
 from .io import atomic_open, read_json, write_json
 from .layout import Layout, job_digest
 from .metrics import external
+from .performance import use_bf16
 from .metrics.geneval import ShapeClassifier, check_detector, geneval_scores, train_shape_classifier
 from .metrics.image_text import NAME as SCENE_TEXT, SceneTextScorer, scene_text_scores, train_scene_text_scorer
 from . import config as C
@@ -168,11 +169,11 @@ def throughput(cfg: dict, device=None, remeasure: bool = False, progress: bool =
         if (info.get("config_digest"), info.get("device"), info.get("threads")) == (
                 key, str(device), torch.get_num_threads()):
             return pd.read_csv(layout.throughput)
-    run = tp["run"]
+    run, bf16 = tp["run"], use_bf16(s["bf16"], device)
     model = load_run_model(cfg, run, layout.checkpoint(run), device)
     bar = tqdm(total=len(TP.grid_cells(tp["grid_step"])) + 3, desc="Fig. A1 cells", disable=not progress)
     rows = TP.measure(model, tp["batch_sizes"], tp["timed_steps"], s["steps"], tp["grid_step"], device,
-                      torch.bfloat16 if s["bf16"] else torch.float32, progress=lambda done, total: bar.update(1),
+                      torch.bfloat16 if bf16 else torch.float32, progress=lambda done, total: bar.update(1),
                       repeats=tp["repeats"])
     bar.close()
     frame = pd.DataFrame(rows)
@@ -180,7 +181,7 @@ def throughput(cfg: dict, device=None, remeasure: bool = False, progress: bool =
         frame.to_csv(f, index=False)
     write_json(layout.throughput_info, {"run": run, "model": cfg["model"]["name"], "tokens": model.num_tokens,
                                         "device": str(device), "threads": torch.get_num_threads(),
-                                        "dtype": "bf16" if s["bf16"] else "fp32", "sampling_steps": s["steps"],
+                                        "dtype": "bf16" if bf16 else "fp32", "sampling_steps": s["steps"],
                                         "config_digest": key})
     return frame
 

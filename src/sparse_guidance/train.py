@@ -39,7 +39,7 @@ from .errors import ConfigError
 from .flow import MAE_TARGETS, draw, ema_update, make_ema, training_loss
 from .models.interface import check_model_interface
 from .models.sparsity import check_gamma
-from .performance import compile_blocks, configure_backends, is_cuda, to_device
+from .performance import compile_blocks, configure_backends, is_cuda, to_device, use_bf16
 
 
 @dataclass
@@ -59,7 +59,7 @@ class TrainConfig:
     save_steps: list[int] = field(default_factory=list)
     log_every: int = 50
     seed: int = 0
-    bf16: bool = False
+    bf16: bool | str = False         # bf16 autocast: true, false or "auto" (performance.use_bf16)
     grad_clip: float | None = None
     accumulate: int = 1              # micro-batches per rank and step (gradient accumulation; same step)
 
@@ -99,6 +99,8 @@ class TrainConfig:
             raise ConfigError(f"train.grad_clip={self.grad_clip!r} must be a number > 0 (or null).")
         if self.gamma is not None:
             check_gamma(self.gamma, "train.gamma")
+        if not (isinstance(self.bf16, bool) or self.bf16 == "auto"):
+            raise ConfigError(f"train.bf16={self.bf16!r}; choose true, false or auto.")
         if self.mae_target not in MAE_TARGETS:
             raise ConfigError(f"train.mae_target={self.mae_target!r}; choose one of {', '.join(MAE_TARGETS)}.")
 
@@ -248,6 +250,7 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.to(device)
     configure_backends(device)
+    bf16 = use_bf16(cfg.bf16, device)  # "auto": bf16 where the device has it natively
     # fused AdamW (one kernel for all parameters) on a GPU; the CPU keeps the loop it always ran
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
                             **({"fused": True} if is_cuda(device) else {}))
@@ -303,7 +306,7 @@ def train(model, dataset, cfg: TrainConfig | dict, out_dir, *, device="cpu", ini
                 d = dataclasses.replace(d, **{k: (None if v is None else to_device(v, device)) for k, v in vars(d).items()})
                 last_micro = j == cfg.accumulate - 1
                 with (net.no_sync() if world > 1 and not last_micro else contextlib.nullcontext()):
-                    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
                         loss = training_loss(model, x, y, gamma=gamma, mae_weight=cfg.mae_weight,
                                              mae_target=cfg.mae_target, draws=d, net=net)
                     (loss if cfg.accumulate == 1 else loss / cfg.accumulate).backward()
