@@ -167,6 +167,19 @@ def test_scatter_tradeoff_labels_points_baseline_lines_and_highlight():
     assert ax.get_xlabel() == "GFLOPs per sampling step" and ax.get_ylabel() == "FID"
 
 
+def test_scatter_tradeoff_draws_the_std_over_seeds_as_error_bars():
+    """Fig. 1: a row with a std gets a vertical bar of exactly ± std at its point; a row without (one
+    seed) gets none, and no bars are drawn unless asked."""
+    from matplotlib.container import ErrorbarContainer
+    rows = [{"method": "unguided", "gflops": 0.23, "fid": 146.5, "fid_std": 3.7, "baseline": True},
+            {"method": "+CFG", "gflops": 0.46, "fid": 128.5, "fid_std": 3.4},
+            {"method": "+SG_FID", "gflops": 0.36, "fid": 123.7, "fid_std": None}]
+    bars = [c for c in F.scatter_tradeoff(rows, yerr="fid_std").axes[0].containers if isinstance(c, ErrorbarContainer)]
+    spans = sorted(tuple(np.round(seg[:, 1], 6)) for c in bars for seg in c.lines[2][0].get_segments())
+    assert spans == [(125.1, 131.9), (142.8, 150.2)]
+    assert not [c for c in F.scatter_tradeoff(rows).axes[0].containers if isinstance(c, ErrorbarContainer)]
+
+
 def test_bars_with_error_bars_and_groups():
     rows = [{"label": m, "value": v, "std": 0.01} for m, v in (("CFG", 0.4), ("SG", 0.2), ("AG", 0.3))]
     fig = F.bars(rows, yerr="std", ylabel="LPIPS to conditional", title="Figure 7")

@@ -297,10 +297,11 @@ def heatmaps(cells, *, value="fid", facet="omega", x="gamma_strong", y="gamma_we
 # ---------------------------------------------------------------------------------------------
 
 def scatter_tradeoff(rows, *, x="gflops", y="fid", label="method", title="",
-                     xlabel="GFLOPs per sampling step", ylabel="FID", highlight=None, ax=None):
+                     xlabel="GFLOPs per sampling step", ylabel="FID", highlight=None, yerr=None, ax=None):
     """Figure 1 (right, top): each method a point labelled with its name; dashed lines at the FID
     and GFLOPs of the row marked `baseline: True` (the unguided model); methods named in
-    `highlight` (a name, a list of names or a predicate on the name; the SG rows) in red."""
+    `highlight` (a name, a list of names or a predicate on the name; the SG rows) in red; a
+    vertical error bar from the key `yerr` where a row has it (e.g. the std over seeds)."""
     rows = [r for r in records(rows) if not _missing(r.get(x)) and not _missing(r.get(y))]
     if not rows:
         raise ConfigError(f"scatter_tradeoff: no row has both {x!r} and {y!r}; nothing to plot")
@@ -323,6 +324,8 @@ def scatter_tradeoff(rows, *, x="gflops", y="fid", label="method", title="",
         color = HIGHLIGHT_COLOR if hl else OTHER_COLOR
         ax.scatter([r[x]], [r[y]], color=color, s=40 if hl else 25, zorder=3,
                    marker="*" if hl else "o")
+        if yerr is not None and not _missing(r.get(yerr)):
+            ax.errorbar([r[x]], [r[y]], yerr=[r[yerr]], color=color, linewidth=0.8, capsize=3, zorder=2)
         texts.append(ax.annotate(name, (r[x], r[y]), xytext=(5, 3), textcoords="offset points", fontsize=8,
                                  color=color, fontweight="bold" if hl else "normal",
                                  arrowprops={"arrowstyle": "-", "color": color, "linewidth": 0.5, "shrinkA": 0,
