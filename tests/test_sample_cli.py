@@ -17,6 +17,7 @@ from sparse_guidance.errors import ConfigError
 from sparse_guidance.layout import Layout
 from sparse_guidance.models import build_model
 from sparse_guidance.sample import main, parser, run
+from sampling_helpers import kill_sampling_at
 
 fashion = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
                              reason="Debian's dataset-fashion-mnist is not installed")
@@ -98,15 +99,8 @@ def test_a_killed_run_continues_where_it_stopped(tmp_path, monkeypatch):
     with np.load(out) as z:
         full = z["arr_0"]
     out.unlink()
-    real, calls = sample_set.sample, []
-
-    def dies_on_third(*a, **k):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("killed")
-        return real(*a, **k)
-
-    monkeypatch.setattr(sample_set, "sample", dies_on_third)
+    real = sample_set.sample
+    kill_sampling_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         main(cli)
     assert len(list(sample_set.parts_dir(out).glob("*.npz"))) == 2

@@ -20,6 +20,7 @@ from sparse_guidance.errors import ConfigError
 from sparse_guidance.flops import FlopCounter, recipe_gflops
 from sparse_guidance.io import read_json, write_json
 from sparse_guidance.layout import Layout
+from sampling_helpers import kill_sampling_at
 
 fashion = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
                              reason="Debian's dataset-fashion-mnist is not installed")
@@ -154,15 +155,8 @@ def test_sample_sets_resume_and_carry_labels(cfg, monkeypatch):
     parts = sample_set.parts_dir(layout.samples("table2", "cfg"))
     assert not parts.exists()  # cleaned up once the set is written
 
-    real, calls = sample_set.sample, []
-
-    def dies_on_third(*a, **k):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("killed")
-        return real(*a, **k)
-
-    monkeypatch.setattr(sample_set, "sample", dies_on_third)
+    real = sample_set.sample
+    calls = kill_sampling_at(monkeypatch, 3)
     Path(layout.samples("table2", "cfg")).unlink()
     with pytest.raises(KeyboardInterrupt):
         P.sample_row(cfg, "table2", "cfg", progress=False)
@@ -182,8 +176,7 @@ def test_sample_sets_resume_and_carry_labels(cfg, monkeypatch):
 
     # parts drawn from other weights are not reused: a killed job, then the checkpoint is replaced
     # (a retrain) and the job rerun under the same settings
-    calls.clear()
-    monkeypatch.setattr(sample_set, "sample", dies_on_third)
+    kill_sampling_at(monkeypatch, 3)
     Path(layout.samples("table2", "cfg")).unlink()
     with pytest.raises(KeyboardInterrupt):
         P.sample_row(cfg, "table2", "cfg", progress=False)
@@ -283,15 +276,8 @@ def test_bf16_auto_is_bf16_only_where_the_device_has_it(cfg, monkeypatch, native
     assert np.array_equal(*images)
 
     # a job killed after its first batch, resumed where the other precision is native: starts over
-    real, calls = sample_set.sample, []
-
-    def dies_on_second(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("killed")
-        return real(*a, **k)
-
-    monkeypatch.setattr(sample_set, "sample", dies_on_second)
+    real = sample_set.sample
+    kill_sampling_at(monkeypatch, 2)
     Path(Layout(auto).samples("table2", "unguided")).unlink()
     with pytest.raises(KeyboardInterrupt):
         P.sample_row(auto, "table2", "unguided", progress=False)

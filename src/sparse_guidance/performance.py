@@ -48,14 +48,17 @@ def native_bf16(device) -> bool:
     return False
 
 
+def check_bf16(setting, name: str = "bf16"):
+    """ConfigError unless ``setting`` is true, false or "auto" (``name``: the config key, for the message)."""
+    if not (isinstance(setting, bool) or setting == "auto"):
+        raise ConfigError(f"{name}={setting!r}; choose true, false or auto.")
+
+
 def use_bf16(setting, device) -> bool:
     """A config's ``bf16`` (true, false or "auto") on ``device``: auto is bf16 where it is native
     (native_bf16), fp32 elsewhere. The jobs record what it resolved to (samples/*.json, summary.json)."""
-    if setting == "auto":
-        return native_bf16(device)
-    if not isinstance(setting, bool):
-        raise ConfigError(f"bf16={setting!r}; choose true, false or auto.")
-    return setting
+    check_bf16(setting)
+    return native_bf16(device) if setting == "auto" else setting
 
 
 def configure_backends(device) -> dict:

@@ -31,9 +31,9 @@ from .errors import ConfigError
 from .io import atomic_open, read_json, write_json
 from .layout import Layout, job_digest
 from .metrics import external
-from .performance import use_bf16
 from .metrics.geneval import ShapeClassifier, check_detector, geneval_scores, train_shape_classifier
 from .metrics.image_text import NAME as SCENE_TEXT, SceneTextScorer, scene_text_scores, train_scene_text_scorer
+from .performance import use_bf16
 from . import config as C
 from . import results as R
 from . import throughput as TP

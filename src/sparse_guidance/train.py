@@ -39,7 +39,7 @@ from .errors import ConfigError
 from .flow import MAE_TARGETS, draw, ema_update, make_ema, training_loss
 from .models.interface import check_model_interface
 from .models.sparsity import check_gamma
-from .performance import compile_blocks, configure_backends, is_cuda, to_device, use_bf16
+from .performance import check_bf16, compile_blocks, configure_backends, is_cuda, to_device, use_bf16
 
 
 @dataclass
@@ -99,8 +99,7 @@ class TrainConfig:
             raise ConfigError(f"train.grad_clip={self.grad_clip!r} must be a number > 0 (or null).")
         if self.gamma is not None:
             check_gamma(self.gamma, "train.gamma")
-        if not (isinstance(self.bf16, bool) or self.bf16 == "auto"):
-            raise ConfigError(f"train.bf16={self.bf16!r}; choose true, false or auto.")
+        check_bf16(self.bf16, "train.bf16")
         if self.mae_target not in MAE_TARGETS:
             raise ConfigError(f"train.mae_target={self.mae_target!r}; choose one of {', '.join(MAE_TARGETS)}.")
 
