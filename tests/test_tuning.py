@@ -175,3 +175,18 @@ def test_a_tuned_row_samples_and_reports_with_its_choice(tmp_path):
     note = T.caption(cfg, "table2", df)
     assert "Tuned rows (chosen on a validation seed, reported on the others): +ICG: ω = " in note
     assert "Mean ± standard deviation over 2 sampling seeds." in note
+
+
+def test_the_tuning_note_names_which_row_a_repeated_method_is():
+    """Table 1 has CFG and SG twice (masking, routing): each tuned choice says which row it is."""
+    import pandas as pd
+    df = pd.DataFrame([
+        {"row": "cfg_masking", "method": "CFG", "sparsity": "masking", "tuned": "ω = 2.5, tuned on seed 100"},
+        {"row": "cfg_routing", "method": "CFG", "sparsity": "routing", "tuned": "ω = 1.75, tuned on seed 100"},
+        {"row": "sg_x", "method": "SG (Ours)", "sparsity": None, "tuned": "ω = 2, tuned on seed 100"},
+        {"row": "sg_y", "method": "SG (Ours)", "sparsity": None, "tuned": None},
+        {"row": "icg", "method": "+ICG", "sparsity": "routing", "tuned": "ω = 3, tuned on seed 100"}])
+    note = T.tuning_note(df)
+    assert "CFG (masking): ω = 2.5" in note and "CFG (routing): ω = 1.75" in note
+    assert "SG (Ours) (sg_x): ω = 2" in note and "sg_y" not in note
+    assert "; +ICG: ω = 3" in note  # a method on one row keeps its plain name

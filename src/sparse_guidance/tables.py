@@ -246,7 +246,15 @@ def seeds_note(df: pd.DataFrame) -> str:
 def tuning_note(df: pd.DataFrame) -> str:
     """The rows whose arguments were tuned, each with its choice and how it was made (results.load's
     ``tuned``); the scores it reports come from other seeds."""
-    tuned = [f"{r['method']}: {r['tuned']}" for r in df.to_dict("records") if isinstance(r.get("tuned"), str)]
+    records = df.to_dict("records")
+    methods = [r["method"] for r in records]
+
+    def name(r):  # a method that appears on several rows (Table 1: routing, masking) says which
+        if methods.count(r["method"]) > 1 and isinstance(r.get("sparsity"), str):
+            return f"{r['method']} ({r['sparsity']})"
+        return r["method"] if methods.count(r["method"]) == 1 else f"{r['method']} ({r['row']})"
+
+    tuned = [f"{name(r)}: {r['tuned']}" for r in records if isinstance(r.get("tuned"), str)]
     return ("Tuned rows (chosen on a validation seed, reported on the others): " + "; ".join(tuned) + ".") \
         if tuned else ""
 
