@@ -51,6 +51,7 @@ def test_claims_without_their_results_are_inconclusive_and_say_why():
     summary = CL.by_claim(parts).set_index("Claim")
     assert list(summary.index) == list(CL.CLAIMS)
     assert summary.loc["C2", "Verdict"] == "inconclusive" and "no results of fig4" in summary.loc["C2", "Test"]
+    assert "single sampling seed" not in summary.loc["C2", "Test"]  # missing, not unreplicated
     assert summary.loc["C1", "Verdict"] == "holds"  # Table 2's part alone
 
 

@@ -71,8 +71,9 @@ def _part(claim: str, part: str, numbers: str, test: str, result: dict) -> dict:
     return {"claim": claim, "statement": CLAIMS[claim][0], "part": part, "numbers": numbers, "test": test, **result}
 
 
-def _missing(claim: str, why: str) -> dict:
-    return _part(claim, "—", "—", why, {"difference": None, "std": None, "verdict": "inconclusive"})
+def _missing(claim: str, why: str) -> dict:  # nothing to compare: the reason is the whole test
+    return {"claim": claim, "statement": CLAIMS[claim][0], "part": "—", "numbers": "—", "test": why,
+            "difference": None, "std": None, "verdict": "inconclusive"}
 
 
 def _row(df: pd.DataFrame, row: str) -> dict | None:
