@@ -88,6 +88,7 @@ def test_c4_reads_where_the_valley_lies_at_the_smallest_and_the_largest_omega():
     still = {(1.5, 0.0, 0.3): 10.0, (1.5, 0.3, 0.6): 12.0, (2.5, 0.0, 0.3): 9.0, (2.5, 0.3, 0.6): 15.0}
     part = CL.c4({"fig6": grid(still)}, {"fig6": "FD"})[0]
     assert part["verdict"] == "inconclusive" and "did not move" in part["test"]
+    assert "single sampling seed" not in part["test"]  # nothing was compared, seeds or not
     near = {(1.5, 0.0, 0.3): 10.0, (1.5, 0.3, 0.6): 12.0, (2.5, 0.0, 0.3): 9.6, (2.5, 0.3, 0.6): 9.0}
     assert CL.c4({"fig6": grid(near)}, {"fig6": "FD"})[0]["verdict"] == "inconclusive"  # 0.6 < 2·0.71
     fig8 = pd.concat([grid(up, model="routing"), grid(down, model="masking")], ignore_index=True)

@@ -65,8 +65,8 @@ def _pm(mean, std, digits=2) -> str:
     return f"{mean:.{digits}f}" + ("" if _num(std) is None else f" ± {std:.{digits}f}")
 
 
-def _part(claim: str, part: str, numbers: str, test: str, result: dict) -> dict:
-    if result["std"] is None and result["verdict"] == "inconclusive":
+def _part(claim: str, part: str, numbers: str, test: str, result: dict, compared: bool = True) -> dict:
+    if compared and result["std"] is None and result["verdict"] == "inconclusive":
         test += " (no std: a single sampling seed)"
     return {"claim": claim, "statement": CLAIMS[claim][0], "part": part, "numbers": numbers, "test": test, **result}
 
@@ -171,7 +171,7 @@ def c4(frames, labels) -> list[dict]:
         if s_hi == s_lo:
             res = {"difference": 0.0, "std": None, "verdict": "inconclusive"}
             test = "the optimum's γ_strong + γ_weak at the largest ω above that at the smallest (it did not move)"
-            parts.append(_part("C4", name, numbers, test, res))
+            parts.append(_part("C4", name, numbers, test, res, compared=False))  # no comparison to make
             continue
         other = _cell(df, omegas[-1], lo["gamma_strong"], lo["gamma_weak"])  # the old optimum at the large ω
         if other is None:
