@@ -62,3 +62,14 @@ def test_a_class_with_few_samples_keeps_its_name_over_its_own_columns(tmp_path):
     assert [int(im[0, 0, 0]) for im in images["+SG_FID\nω = 2.5"]] == [0, 0, 0, 1, 2, 2]   # 3 + 1 + 2 columns
     assert titles == ["T-shirt/top", "", "", "Trouser", "Pullover", ""]
     assert R.sample_grid(cfg, df, 8)[1] is None
+
+
+def test_grids_of_one_caption_have_titles_of_their_own():
+    """Figs. A5 and A6 (and A7-A9) share a caption; the title names the figure and its classes."""
+    cfg = C.load_config("embedded")
+    a5, a6 = (R.grid_title(cfg, e, cfg["experiments"][e]["plot"]["classes"]) for e in ("figA5", "figA6"))
+    assert a5 == "Fig. A5: Unguided, SG, AG and CFG; classes 0-4 (embedded)"
+    assert a6 == "Fig. A6: Unguided, SG, AG and CFG; classes 5-9 (embedded)"
+    assert R.grid_title(cfg, "figA7", [0, 2]) == "Fig. A7: Uncurated SG_FLOPS (top) and SG_FID (bottom); classes 0, 2 (embedded)"
+    assert R.grid_title(cfg, "figA8", [88]).endswith("; class 88 (embedded)")
+    assert R.grid_title(cfg, "figA9", None) == "Fig. A9: Uncurated SG_FLOPS (top) and SG_FID (bottom) (embedded)"

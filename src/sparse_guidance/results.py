@@ -130,6 +130,20 @@ def class_names(cfg: dict, classes) -> list[str]:
     return [f"class {int(c)}" for c in classes]
 
 
+def grid_title(cfg: dict, experiment: str, classes=None) -> str:
+    """A sample grid's title: the figure, its caption, the classes it shows and the preset, e.g.
+    'Fig. A6: Unguided, SG, AG and CFG; classes 5-9 (embedded)', so that grids of one caption
+    (Figs. A5-A6, A7-A9) are told apart."""
+    number = experiment[3:] if experiment.startswith("fig") else experiment
+    caption = C.experiment(cfg, experiment).get("caption") or "Uncurated samples"
+    shown = ""
+    if classes:
+        c = [int(k) for k in classes]
+        span = len(c) > 2 and c == list(range(c[0], c[0] + len(c)))
+        shown = f"; classes {c[0]}-{c[-1]}" if span else "; " + ("class " if len(c) == 1 else "classes ") + ", ".join(map(str, c))
+    return f"Fig. {number}: {caption}{shown} ({cfg['name']})"
+
+
 def grid_column_titles(cfg: dict, labels) -> list[str] | None:
     """Column titles of a sample grid whose columns go class by class (``row_samples`` with
     ``classes``): each class's name above its first column, the others blank; None without labels.
