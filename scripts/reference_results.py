@@ -34,16 +34,14 @@ LIBRARIES = ("torch", "numpy", "scipy", "pandas", "matplotlib", "torch_fidelity"
 def machine() -> dict:
     """The CPU model (name, family, model number), its bf16-relevant instruction sets, the thread count, OS and Python."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")),
-                 platform.processor() or "unknown")
-    flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
-    field = lambda key: next((l.split(":", 1)[1].strip() for l in info.splitlines()
-                              if l.split(":", 1)[0].strip() == key), None)
+    first = info.split("\n\n", 1)[0]   # the first processor's "key : value" lines
+    cpu = {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in first.splitlines())}
     import os
     # family and model tell CPU generations apart where the model name does not ("AMD EPYC" for
     # Zen 4, family 25, and Zen 5, family 26): their kernels may round differently
-    return {"cpu": model, "cpu_family": field("cpu family"), "cpu_model": field("model"),
-            "isa": [f for f in ISA_FLAGS if f in flags], "cores": os.cpu_count(),
+    return {"cpu": cpu.get("model name") or platform.processor() or "unknown",
+            "cpu_family": cpu.get("cpu family"), "cpu_model": cpu.get("model"),
+            "isa": [f for f in ISA_FLAGS if f in cpu.get("flags", "").split()], "cores": os.cpu_count(),
             "os": platform.platform(), "python": platform.python_version()}
 
 

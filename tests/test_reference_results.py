@@ -3,6 +3,7 @@ the drift of a fresh run from them."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from script_helpers import load_script
@@ -31,7 +32,6 @@ def test_export_keeps_tables_figures_and_provenance(tmp_path):
     prov = json.loads((dest / "provenance.json").read_text())
     assert prov["command"] == "bash scripts/run.sh" and prov["wall_time"] == "27 min"
     assert prov["libraries"]["torch"] and prov["machine"]["cpu"] and isinstance(prov["machine"]["isa"], list)
-    from pathlib import Path
     if Path("/proc/cpuinfo").exists() and "cpu family" in Path("/proc/cpuinfo").read_text():
         assert prov["machine"]["cpu_family"].isdigit() and prov["machine"]["cpu_model"].isdigit()
     assert prov["commit"] is None or len(prov["commit"].removesuffix("+dirty")) == 40
